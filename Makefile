@@ -1,0 +1,50 @@
+# Portico — the two commands a new user needs: `make run` and `make test`.
+
+CARGO       ?= cargo
+JOBS        ?= 2
+WASM_TARGET := wasm32-wasip2
+EXAMPLES    := echo chat counter
+TEST_ONLY   := faulty
+PLUGIN_OUT  := target/$(WASM_TARGET)/plugin
+RUN_DIR     := target/run-plugins
+DEV_SECRET  ?= portico-dev-secret-change-me
+LISTEN      ?= 127.0.0.1:8080
+PORTICO     := target/debug/portico
+
+.PHONY: run test plugins build lint fmt wasm-target e2e-deps clean-plugins
+
+## Build the example plugins and start one node on $(LISTEN) with a dev token.
+run: plugins build
+	@mkdir -p $(RUN_DIR) && cp $(addprefix $(PLUGIN_OUT)/,$(addsuffix .wasm,$(EXAMPLES))) $(RUN_DIR)/
+	@echo "dev token (sub=alice, 24h):"
+	@$(PORTICO) token mint --sub alice --ttl 24h --secret '$(DEV_SECRET)'
+	@echo "connect: io('http://$(LISTEN)/chat', { auth: { token } })"
+	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache
+
+## Everything: unit, SDK, plugin and runtime tests, then end-to-end tests with real clients.
+test: plugins build e2e-deps
+	$(CARGO) test -j$(JOBS) --workspace
+	cd e2e && PORTICO_BIN=../$(PORTICO) PORTICO_PLUGIN_DIR=../$(PLUGIN_OUT) node --test --test-concurrency=1
+
+## Plugins (examples and test plugins) as wasm components.
+plugins: wasm-target
+	$(CARGO) build -j$(JOBS) --target $(WASM_TARGET) --profile plugin $(addprefix -p ,$(EXAMPLES) $(TEST_ONLY))
+
+build:
+	$(CARGO) build -j$(JOBS) -p portico
+
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -j$(JOBS) --target $(WASM_TARGET) $(addprefix -p ,$(EXAMPLES) $(TEST_ONLY)) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+e2e-deps: e2e/node_modules/.package-lock.json
+
+e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
+	cd e2e && npm ci --no-audit --no-fund

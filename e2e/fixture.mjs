@@ -1,0 +1,102 @@
+// Shared fixture: start the real `portico` binary on port 0 with a chosen set
+// of plugins, mint tokens, and connect official socket.io clients.
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, copyFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { io } from 'socket.io-client';
+
+export const BIN = resolve(process.env.PORTICO_BIN ?? '../target/debug/portico');
+export const PLUGIN_DIR = resolve(process.env.PORTICO_PLUGIN_DIR ?? '../target/wasm32-wasip2/plugin');
+export const SECRET = 'e2e-secret';
+
+/** A directory holding copies of the named plugins (e.g. ['chat', 'echo']). */
+export function pluginDir(names) {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-plugins-'));
+  for (const name of names) {
+    const src = join(PLUGIN_DIR, `${name}.wasm`);
+    if (!existsSync(src)) throw new Error(`${src} is missing: run \`make plugins\``);
+    copyFileSync(src, join(dir, `${name}.wasm`));
+  }
+  return dir;
+}
+
+/**
+ * Start portico; resolves once it prints `listening on http://HOST:PORT`.
+ * Returns { url, proc, logs(), stop() }.
+ */
+export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
+  const pluginPath = dir ?? pluginDir(plugins);
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...args], {
+    env: { ...process.env, PORTICO_LOG: 'info', RUST_BACKTRACE: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  proc.stderr.on('data', (d) => { logs += d; });
+  const url = await new Promise((ok, fail) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) ok(m[1]);
+    });
+    proc.on('exit', (code) => fail(new Error(`portico exited with ${code} before listening:\n${logs}`)));
+  });
+  return {
+    url,
+    proc,
+    pluginPath,
+    logs: () => logs,
+    stop: () => new Promise((ok) => {
+      if (proc.exitCode !== null) return ok(proc.exitCode);
+      proc.once('exit', ok);
+      proc.kill('SIGTERM');
+    }),
+  };
+}
+
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+/** An HS256 JWT; `claims` override the defaults (sub, exp in 1h). */
+export function token(claims = {}, { secret = SECRET, header = { alg: 'HS256', typ: 'JWT' } } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = { sub: 'alice', iat: now, exp: now + 3600, ...claims };
+  const unsigned = `${b64url(header)}.${b64url(body)}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+/** Connect a client; resolves with the socket once connected, rejects on connect_error. */
+export function connect(url, ns, { auth = { token: token() }, ...opts } = {}) {
+  return new Promise((ok, fail) => {
+    const socket = io(`${url}${ns}`, { auth, reconnection: false, forceNew: true, transports: ['websocket'], ...opts });
+    socket.once('connect', () => ok(socket));
+    socket.once('connect_error', (err) => { socket.close(); fail(err); });
+  });
+}
+
+/** The error a connection attempt fails with (fails the test if it connects). */
+export async function connectError(url, ns, opts) {
+  try {
+    const s = await connect(url, ns, opts);
+    s.close();
+  } catch (err) {
+    return err;
+  }
+  throw new Error(`connecting to ${ns} should have failed`);
+}
+
+/** Emit with an ack and resolve with the ack's arguments (array). */
+export function call(socket, event, ...args) {
+  return socket.timeout(5000).emitWithAck(event, ...args).then(
+    (first) => first,
+  );
+}
+
+/** Resolve with the args of the next `event` on `socket`. */
+export function next(socket, event, ms = 5000) {
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no ${event} within ${ms} ms`)), ms);
+    socket.once(event, (...args) => { clearTimeout(timer); ok(args); });
+  });
+}

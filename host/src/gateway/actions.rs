@@ -1,0 +1,103 @@
+//! Performing what a plugin returned, in order.
+
+use serde_json::json;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::socket::Sid;
+
+use super::mount::Mount;
+use super::wire::{self, Args};
+use crate::plugins::{Action, Rejection};
+
+/// Event sent to a client just before the server disconnects it, carrying the
+/// reason (Socket.IO itself only tells the client "io server disconnect").
+pub const DISCONNECT_EVENT: &str = "portico:disconnect";
+
+pub(super) struct Target<'a> {
+    pub(super) socket: &'a SocketRef,
+    pub(super) mount: &'a Mount,
+}
+
+pub(super) async fn apply(t: &Target<'_>, actions: Vec<Action>, mut ack: Option<AckSender>) {
+    for action in actions {
+        if let Err(e) = apply_one(t, action, &mut ack).await {
+            tracing::warn!(plugin = %t.mount.slot.name, socket = %t.socket.id, "plugin action skipped: {e}");
+        }
+    }
+}
+
+async fn apply_one(
+    t: &Target<'_>,
+    action: Action,
+    ack: &mut Option<AckSender>,
+) -> Result<(), String> {
+    let socket = t.socket;
+    match action {
+        Action::Emit { event, payload } => {
+            socket
+                .emit(&event, &Args::new(payload)?)
+                .map_err(|e| format!("emit {event}: {e}"))?;
+        }
+        Action::Ack(payload) => {
+            let args = Args::new(payload)?;
+            // Only the first ack counts; a client asked for exactly one.
+            if let Some(ack) = ack.take() {
+                ack.send(&args).map_err(|e| format!("ack: {e}"))?;
+            }
+        }
+        Action::Publish {
+            channel,
+            event,
+            data_json,
+            include_sender,
+        } => {
+            let data = wire::single(&data_json)?;
+            let ops = if include_sender {
+                socket.within(channel.clone())
+            } else {
+                socket.to(channel.clone())
+            };
+            ops.emit(&event, &data)
+                .await
+                .map_err(|e| format!("publish {event} to {channel}: {e}"))?;
+        }
+        Action::SendTo {
+            socket: id,
+            event,
+            payload,
+        } => {
+            let args = Args::new(payload)?;
+            let sid: Sid = id
+                .parse()
+                .map_err(|_| format!("send-to: {id:?} is not a socket id"))?;
+            let target = t
+                .mount
+                .io
+                .of(&t.mount.slot.mount)
+                .and_then(|ns| ns.get_socket(sid));
+            match target {
+                Some(s) => s
+                    .emit(&event, &args)
+                    .map_err(|e| format!("send-to {id}: {e}"))?,
+                None => tracing::debug!(socket = %id, "send-to: no such socket here"),
+            }
+        }
+        Action::Join(channel) => socket.join(channel),
+        Action::Leave(channel) => socket.leave(channel),
+        Action::Disconnect(reason) => {
+            // Sent before the disconnect packet on the same queue, so it arrives first.
+            let _ = socket.emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
+            socket
+                .clone()
+                .disconnect()
+                .map_err(|e| format!("disconnect: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.
+pub(super) fn reject(ack: Option<AckSender>, r: &Rejection) {
+    if let Some(ack) = ack {
+        let _ = ack.send(&json!({ "ok": false, "code": r.code, "message": r.message }));
+    }
+}

@@ -1,0 +1,10 @@
+//! The Socket.IO gateway: each mounted plugin serves one namespace. The
+//! gateway only moves messages; what they mean is up to the plugin.
+
+mod actions;
+mod mount;
+mod session;
+mod wire;
+
+pub use actions::DISCONNECT_EVENT;
+pub use mount::{Mount, Refusal, mount};

@@ -1,0 +1,163 @@
+//! Between Socket.IO packets and plugin values: incoming events become
+//! [`Event`]s with their args as JSON text; outgoing [`Payload`]s become
+//! serializable argument lists with binary attachments restored.
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
+use serde_json::value::RawValue;
+
+use crate::plugins::{Event, Payload};
+
+/// Read an event packet (`["name", ...args]` plus attachments).
+pub(super) fn read_event(
+    text: &str,
+    binary: Vec<Vec<u8>>,
+    wants_ack: bool,
+) -> Result<Event, String> {
+    let items: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("event is not a JSON array: {e}"))?;
+    let (name, args) = items.split_first().ok_or("event has no name")?;
+    let name: String =
+        serde_json::from_str(name.get()).map_err(|_| "event name is not a string")?;
+    let mut args_json = String::with_capacity(text.len());
+    args_json.push('[');
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            args_json.push(',');
+        }
+        args_json.push_str(a.get());
+    }
+    args_json.push(']');
+    Ok(Event {
+        name,
+        args_json,
+        binary,
+        wants_ack,
+    })
+}
+
+/// A payload as Socket.IO arguments. Serialized as a tuple so socketioxide
+/// sends each element as its own argument; placeholders become binary
+/// attachments again.
+pub(super) struct Args {
+    items: Vec<serde_json::Value>,
+    binary: Vec<Vec<u8>>,
+}
+
+impl Args {
+    pub(super) fn new(p: Payload) -> Result<Self, String> {
+        let items: Vec<serde_json::Value> = serde_json::from_str(&p.args_json)
+            .map_err(|e| format!("payload args are not a JSON array: {e}"))?;
+        if let Some(n) = max_placeholder(&items)
+            && n >= p.binary.len()
+        {
+            return Err(format!(
+                "placeholder {n} has no attachment ({} given)",
+                p.binary.len()
+            ));
+        }
+        Ok(Self {
+            items,
+            binary: p.binary,
+        })
+    }
+}
+
+fn max_placeholder(items: &[serde_json::Value]) -> Option<usize> {
+    fn walk(v: &serde_json::Value, max: &mut Option<usize>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(n) = placeholder(m) {
+                    *max = Some(max.map_or(n, |x: usize| x.max(n)));
+                } else {
+                    m.values().for_each(|v| walk(v, max));
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, max)),
+            _ => {}
+        }
+    }
+    let mut max = None;
+    items.iter().for_each(|v| walk(v, &mut max));
+    max
+}
+
+fn placeholder(m: &serde_json::Map<String, serde_json::Value>) -> Option<usize> {
+    if m.len() == 2 && m.get("_placeholder") == Some(&serde_json::Value::Bool(true)) {
+        m.get("num")?.as_u64().map(|n| n as usize)
+    } else {
+        None
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(self.items.len())?;
+        for item in &self.items {
+            t.serialize_element(&WithBinary(item, &self.binary))?;
+        }
+        t.end()
+    }
+}
+
+/// A JSON value whose placeholders serialize as bytes.
+struct WithBinary<'a>(&'a serde_json::Value, &'a [Vec<u8>]);
+
+impl Serialize for WithBinary<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            serde_json::Value::Object(m) => match placeholder(m) {
+                Some(n) => s.serialize_bytes(&self.1[n]),
+                None => {
+                    let mut map = s.serialize_map(Some(m.len()))?;
+                    for (k, v) in m {
+                        map.serialize_entry(k, &WithBinary(v, self.1))?;
+                    }
+                    map.end()
+                }
+            },
+            serde_json::Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&WithBinary(v, self.1))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// One JSON value sent as a single argument (publications).
+pub(super) fn single(data_json: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(data_json).map_err(|e| format!("publication data is not JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_args_are_split_from_the_name() {
+        let e = read_event(r#"["message",{"room":"a"},2]"#, vec![], true).unwrap();
+        assert_eq!(e.name, "message");
+        assert_eq!(e.args_json, r#"[{"room":"a"},2]"#);
+        assert!(e.wants_ack);
+        assert_eq!(
+            read_event(r#"["ping"]"#, vec![], false).unwrap().args_json,
+            "[]"
+        );
+        assert!(read_event("[]", vec![], false).is_err());
+        assert!(read_event("[1]", vec![], false).is_err());
+    }
+
+    #[test]
+    fn payload_placeholders_must_have_attachments() {
+        let p = |json: &str, n| Payload {
+            args_json: json.into(),
+            binary: vec![vec![1]; n],
+        };
+        assert!(Args::new(p(r#"[{"_placeholder":true,"num":0}]"#, 1)).is_ok());
+        assert!(Args::new(p(r#"[{"_placeholder":true,"num":1}]"#, 1)).is_err());
+        assert!(Args::new(p(r#"{"not":"an array"}"#, 0)).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The one wasmtime [`Engine`] of the process: configuration, the epoch
+//! ticker that enforces CPU deadlines, and compilation with an on-disk cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::PluginBindings;
+use super::error::LoadError;
+use super::host_impl::HostState;
+
+/// Engine-wide settings (per-plugin limits are in [`super::Limits`]).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How often the epoch advances; deadlines are counted in these ticks.
+    pub tick: Duration,
+    /// Instances that may exist at once, across every plugin (pooling slots).
+    pub max_instances: u32,
+    /// Largest linear memory any plugin may be configured for.
+    pub max_memory_bytes: usize,
+    /// Where compiled artifacts are kept; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(5),
+            max_instances: 1000,
+            max_memory_bytes: 256 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The engine, the linker every plugin is instantiated with, and the ticker.
+pub struct PluginEngine {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<HostState>,
+    pub(super) tick: Duration,
+    cache_dir: Option<PathBuf>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(settings.max_instances)
+            // A Rust component has a few core instances (main module + shims).
+            .total_core_instances(settings.max_instances * 4)
+            .total_memories(settings.max_instances * 2)
+            .total_tables(settings.max_instances * 4)
+            .total_stacks(settings.max_instances)
+            .max_memory_size(settings.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        PluginBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (weak, stop, tick) = (engine.weak(), stop_ticker.clone(), settings.tick);
+        std::thread::Builder::new()
+            .name("portico-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+
+        Ok(Self {
+            engine,
+            linker,
+            tick: settings.tick,
+            cache_dir: settings.cache_dir.clone(),
+            stop_ticker,
+        })
+    }
+
+    /// Compile `wasm` (or load its cached artifact). CPU-heavy: call from a blocking thread.
+    pub(super) fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        const CORE_MODULE: [u8; 8] = *b"\0asm\x01\0\0\0";
+        const COMPONENT: [u8; 8] = *b"\0asm\x0d\0\x01\0";
+        match wasm.get(..8) {
+            Some(h) if h == COMPONENT => {}
+            Some(h) if h == CORE_MODULE => {
+                return Err(LoadError::NotAComponent(
+                    "this is a core wasm module; build the plugin for wasm32-wasip2 so it is a component".into(),
+                ));
+            }
+            _ => {
+                return Err(LoadError::NotAComponent(
+                    "no WebAssembly component header".into(),
+                ));
+            }
+        }
+        let cached = self.cache_path(sha256);
+        if let Some(path) = &cached
+            && let Some(component) = self.load_cached(path)
+        {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        if let Some(path) = cached {
+            self.store_cached(&path, &component);
+        }
+        Ok(component)
+    }
+
+    /// Artifacts are keyed by the wasm's sha256 and the engine's compatibility
+    /// hash, so a wasmtime upgrade or a settings change never loads a stale one.
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        Some(dir.join(format!("{sha256}-{:016x}.cwasm", h.finish())))
+    }
+
+    #[allow(unsafe_code)]
+    fn load_cached(&self, path: &std::path::Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: only files this host wrote itself are read: the cache
+        // directory is the host's own, files are written to a temporary name
+        // and renamed into place whole, and the name binds the wasm hash and
+        // the engine settings. wasmtime still checks the header and version.
+        match unsafe { Component::deserialize_file(&self.engine, path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, path: &std::path::Path, component: &Component) {
+        let write = || -> wasmtime::Result<()> {
+            let bytes = component.serialize()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
+        }
+    }
+}
+
+/// Hex sha256 of a plugin's bytes: its identity in caches, versions and the admin API.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,75 @@
+//! Errors of the plugin runtime.
+
+use super::types::Rejection;
+
+/// Loading a plugin failed; the plugin is not served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a WebAssembly component (a core module, or garbage).
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The component does not implement the `portico:plugin/plugin` world this host supports.
+    #[error("does not implement the portico:plugin@0.1.0 world: {0}")]
+    WrongWorld(String),
+    /// `describe()` failed or returned nonsense.
+    #[error("describe() failed: {0}")]
+    Describe(String),
+    /// The plugin is larger than allowed.
+    #[error("plugin is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One call into a plugin failed. The host and other calls are unaffected.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its CPU deadline and was interrupted.
+    #[error("plugin call exceeded its {0} ms deadline")]
+    Timeout(u64),
+    /// The plugin tried to grow its memory past its cap.
+    #[error("plugin exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// The plugin trapped (a panic, an `unreachable`, an out-of-bounds access...).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// No instance could be created (pool exhausted, instantiation trap).
+    #[error("plugin instance unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl CallError {
+    /// The stable code a client sees for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "plugin_timeout",
+            Self::MemoryLimit(_) => "plugin_memory_limit",
+            Self::Trap(_) => "plugin_error",
+            Self::Unavailable(_) => "plugin_unavailable",
+        }
+    }
+
+    /// A metric/log label for the kind of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::MemoryLimit(_) => "memory",
+            Self::Trap(_) => "trap",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// What the client is told: the code and a message without host internals.
+    pub fn to_rejection(&self) -> Rejection {
+        let message = match self {
+            Self::Trap(_) => "the plugin failed while handling this message".to_owned(),
+            Self::Unavailable(_) => "the plugin cannot take this message right now".to_owned(),
+            other => other.to_string(),
+        };
+        Rejection::new(self.code(), message)
+    }
+}

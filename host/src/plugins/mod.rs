@@ -1,0 +1,25 @@
+//! The WebAssembly plugin runtime.
+//!
+//! One [`PluginEngine`] per process (pooling allocator, epoch-driven CPU
+//! deadlines, compiled-artifact cache). Each plugin version is compiled once
+//! into an `InstancePre`; calls take a warm instance from its pool, and an
+//! instance that trapped is dropped, never reused. The [`Registry`] maps
+//! plugin names to slots whose active version swaps atomically.
+
+mod bindings;
+mod engine;
+mod error;
+mod host_impl;
+mod kv;
+mod registry;
+mod types;
+mod version;
+
+pub use engine::{EngineSettings, PluginEngine, sha256_hex};
+pub use error::{CallError, LoadError};
+pub use kv::{KvError, KvSpace, KvStore};
+pub use registry::{Installed, PluginSettings, PluginSlot, Registry};
+pub use types::{
+    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport,
+};
+pub use version::{Counters, Isolation, Limits, PluginVersion};

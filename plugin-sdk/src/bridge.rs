@@ -1,0 +1,245 @@
+//! Between the generated bindings and the SDK types: conversions and the functions the
+//! [`export!`](crate::export) macro calls. Nothing here is public API.
+
+use crate::action::Action;
+use crate::types::{Connection, Event, Manifest, Payload, Principal, Rejection, Transport};
+use crate::wit::portico::plugin::types as w;
+use crate::{Plugin, rt};
+
+pub use crate::wit::exports::portico::plugin::handler::Guest;
+pub use w::{
+    Action as WitAction, Connection as WitConnection, Event as WitEvent, Manifest as WitManifest,
+    Rejection as WitRejection,
+};
+
+type WitResult = Result<Vec<WitAction>, WitRejection>;
+
+/// `describe`, with the panic hook installed first.
+pub fn describe<P: Plugin>() -> WitManifest {
+    rt::init();
+    P::manifest().into()
+}
+
+/// `on-connect`.
+pub fn on_connect<P: Plugin>(conn: WitConnection) -> WitResult {
+    rt::init();
+    lower_result(P::on_connect(&conn.into()))
+}
+
+/// `on-event`.
+pub fn on_event<P: Plugin>(conn: WitConnection, event: WitEvent) -> WitResult {
+    rt::init();
+    lower_result(P::on_event(&conn.into(), &event.into()))
+}
+
+/// `on-disconnect`.
+pub fn on_disconnect<P: Plugin>(conn: WitConnection, reason: String) -> Vec<WitAction> {
+    rt::init();
+    lower_actions(P::on_disconnect(&conn.into(), &reason))
+}
+
+/// `on-subscribe`.
+pub fn on_subscribe<P: Plugin>(conn: WitConnection, channel: String) -> Result<(), WitRejection> {
+    rt::init();
+    P::on_subscribe(&conn.into(), &channel).map_err(Into::into)
+}
+
+fn lower_result(result: Result<Vec<Action>, Rejection>) -> WitResult {
+    result.map(lower_actions).map_err(Into::into)
+}
+
+fn lower_actions(actions: Vec<Action>) -> Vec<WitAction> {
+    actions.into_iter().map(Into::into).collect()
+}
+
+impl From<w::Transport> for Transport {
+    fn from(t: w::Transport) -> Self {
+        match t {
+            w::Transport::Websocket => Self::WebSocket,
+            w::Transport::Polling => Self::Polling,
+            w::Transport::Sse => Self::Sse,
+        }
+    }
+}
+
+impl From<w::Principal> for Principal {
+    fn from(p: w::Principal) -> Self {
+        Self {
+            subject: p.subject,
+            claims_json: p.claims_json,
+        }
+    }
+}
+
+impl From<WitConnection> for Connection {
+    fn from(c: WitConnection) -> Self {
+        Self {
+            id: c.id,
+            namespace: c.namespace,
+            transport: c.transport.into(),
+            remote_addr: c.remote_addr,
+            principal: c.principal.map(Into::into),
+            query: c.query,
+            auth_json: c.auth_json,
+        }
+    }
+}
+
+impl From<WitEvent> for Event {
+    fn from(e: WitEvent) -> Self {
+        Self {
+            name: e.name,
+            payload: Payload {
+                args_json: e.args_json,
+                binary: e.binary,
+            },
+            wants_ack: e.wants_ack,
+        }
+    }
+}
+
+impl From<Payload> for w::Payload {
+    fn from(p: Payload) -> Self {
+        Self {
+            args_json: p.args_json,
+            binary: p.binary,
+        }
+    }
+}
+
+impl From<Action> for WitAction {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Emit { event, payload } => Self::Emit(w::Message {
+                event,
+                payload: payload.into(),
+            }),
+            Action::Ack(payload) => Self::Ack(payload.into()),
+            Action::Publish {
+                channel,
+                event,
+                data_json,
+                include_sender,
+            } => Self::Publish(w::Publication {
+                channel,
+                event,
+                data_json,
+                include_sender,
+            }),
+            Action::SendTo {
+                socket,
+                event,
+                payload,
+            } => Self::SendTo(w::Direct {
+                socket,
+                message: w::Message {
+                    event,
+                    payload: payload.into(),
+                },
+            }),
+            Action::Join(channel) => Self::Join(channel),
+            Action::Leave(channel) => Self::Leave(channel),
+            Action::Disconnect(reason) => Self::Disconnect(reason),
+        }
+    }
+}
+
+impl From<Rejection> for WitRejection {
+    fn from(r: Rejection) -> Self {
+        Self {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
+impl From<Manifest> for WitManifest {
+    fn from(m: Manifest) -> Self {
+        Self {
+            events: m
+                .events
+                .iter()
+                .map(|e| w::EventSpec {
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    schema_json: e.schema_json(),
+                })
+                .collect(),
+            name: m.name,
+            version: m.version,
+            description: m.description,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventSpec, Manifest};
+    use serde_json::json;
+
+    struct Probe;
+    impl Plugin for Probe {
+        fn manifest() -> Manifest {
+            Manifest::new("probe", "9.9.9")
+                .event(EventSpec::outgoing("out", "").schema(json!({ "type": "object" })))
+        }
+        fn on_event(conn: &Connection, event: &Event) -> Result<Vec<Action>, Rejection> {
+            match event.name() {
+                "fail" => Err(Rejection::new("nope", "no")),
+                _ => Ok(vec![
+                    Action::send_to(conn.subject().unwrap_or("?"), "x", &1),
+                    Action::publish("c", "e", &json!({ "a": 1 })).include_sender(),
+                    Action::ack_payload(event.payload()),
+                ]),
+            }
+        }
+    }
+
+    fn wit_conn() -> WitConnection {
+        WitConnection {
+            id: "s1".into(),
+            namespace: "/p".into(),
+            transport: w::Transport::Sse,
+            remote_addr: None,
+            principal: Some(w::Principal {
+                subject: Some("ann".into()),
+                claims_json: r#"{"sub":"ann"}"#.into(),
+            }),
+            query: vec![("a".into(), "b".into())],
+            auth_json: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn lowers_and_lifts_through_the_generated_types() {
+        let m = describe::<Probe>();
+        assert_eq!(
+            m.events[0].schema_json.as_deref(),
+            Some(r#"{"type":"object","x-portico-direction":"out"}"#)
+        );
+        let event = WitEvent {
+            name: "e".into(),
+            args_json: "[1]".into(),
+            binary: vec![vec![7]],
+            wants_ack: true,
+        };
+        let actions = on_event::<Probe>(wit_conn(), event).unwrap();
+        assert!(matches!(&actions[0], WitAction::SendTo(d) if d.socket == "ann"));
+        assert!(matches!(&actions[1], WitAction::Publish(p) if p.include_sender));
+        assert!(
+            matches!(&actions[2], WitAction::Ack(p) if p.args_json == "[1]" && p.binary == vec![vec![7]])
+        );
+        let fail = WitEvent {
+            name: "fail".into(),
+            args_json: "[]".into(),
+            binary: vec![],
+            wants_ack: false,
+        };
+        assert_eq!(
+            on_event::<Probe>(wit_conn(), fail).unwrap_err().code,
+            "nope"
+        );
+        assert!(on_subscribe::<Probe>(wit_conn(), "c".into()).is_ok());
+    }
+}

@@ -1,0 +1,111 @@
+//! `faulty`: a **test plugin** for the host's runtime tests. It is not an example: it
+//! misbehaves on request.
+//!
+//! Events: `loop` (spins forever), `alloc` (allocates 1 MiB blocks until memory runs out),
+//! `panic` (panics with "faulty plugin panicked on purpose"), `error` (rejects with code
+//! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks).
+//!
+//! Config: `describe` = `panic` | `loop` makes `describe` trap or spin (upload validation
+//! tests); `connect` = `reject` makes `on_connect` reject with code `forbidden`.
+
+use portico_sdk::prelude::*;
+
+/// The faulty test plugin.
+pub struct Faulty;
+
+/// The panic message of the `panic` event.
+pub const PANIC_MESSAGE: &str = "faulty plugin panicked on purpose";
+
+impl Plugin for Faulty {
+    fn manifest() -> Manifest {
+        match config::get("describe").as_deref() {
+            Some("panic") => panic!("faulty plugin panicked in describe"),
+            Some("loop") => spin(),
+            _ => Manifest::new("faulty", env!("CARGO_PKG_VERSION"))
+                .description("Test plugin that misbehaves on request; not an example"),
+        }
+    }
+
+    fn on_connect(_conn: &Connection) -> Result<Actions, Rejection> {
+        if config::get("connect").as_deref() == Some("reject") {
+            return Err(Rejection::new("forbidden", "faulty refuses connections"));
+        }
+        Ok(vec![])
+    }
+
+    fn on_event(_conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
+        match event.name() {
+            "loop" => spin(),
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("{PANIC_MESSAGE}"),
+            "error" => Err(Rejection::new("teapot", "faulty is a teapot")),
+            "ok" => Ok(vec![Action::ack(&json!({ "ok": true }))]),
+            "log" => {
+                log::info("faulty logs a line");
+                Ok(vec![Action::ack(&json!({ "ok": true }))])
+            }
+            other => Err(Rejection::new(
+                "unknown_event",
+                format!("faulty has no event `{other}`"),
+            )),
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+portico_sdk::export!(Faulty);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portico_sdk::testing::TestHost;
+
+    #[test]
+    fn well_behaved_events() {
+        let host = TestHost::<Faulty>::new();
+        let c = host.anonymous();
+        assert_eq!(host.ack(&c, "ok", ()), json!({ "ok": true }));
+        assert_eq!(host.ack(&c, "log", ()), json!({ "ok": true }));
+        assert_eq!(host.log_messages(), vec!["faulty logs a line"]);
+        assert_eq!(host.event(&c, "error", ()).unwrap_err().code(), "teapot");
+        assert_eq!(host.manifest().name(), "faulty");
+    }
+
+    #[test]
+    #[should_panic(expected = "faulty plugin panicked on purpose")]
+    fn panics_on_purpose() {
+        let host = TestHost::<Faulty>::new();
+        let _ = host.event(&host.anonymous(), "panic", ());
+    }
+
+    #[test]
+    #[should_panic(expected = "in describe")]
+    fn describe_can_panic() {
+        TestHost::<Faulty>::new()
+            .with_config("describe", "panic")
+            .manifest();
+    }
+
+    #[test]
+    fn connect_can_reject() {
+        let host = TestHost::<Faulty>::new();
+        assert!(host.connect(&host.anonymous()).is_ok());
+        host.set_config("connect", "reject");
+        assert_eq!(
+            host.connect(&host.anonymous()).unwrap_err().code(),
+            "forbidden"
+        );
+    }
+}
