@@ -110,6 +110,8 @@ test('plugin failures reach the client as error acks and the plugin keeps servin
   const own = await call(s, 'error');
   assert.deepEqual([own.ok, own.code], [false, 'teapot']);
   assert.equal((await call(s, 'ok')).ok, true);
+  // std's HashMap works inside a plugin (its seed import is provided).
+  assert.deepEqual(await call(s, 'hashmap'), { ok: true, len: 1 });
   // Another plugin is untouched.
   const e = await open(node.url, '/echo');
   assert.deepEqual(await call(e, 'x', 1), 1);

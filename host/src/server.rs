@@ -37,11 +37,21 @@ pub enum StartError {
     NoAuthKey,
 }
 
+/// What every part of the node shares. Each responsibility (gateway, SSE,
+/// admin, ...) gets its routes from [`router`] with this state.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub verifier: Arc<Verifier>,
+    pub io: SocketIo,
+}
+
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
     listener: TcpListener,
     router: Router,
-    pub registry: Arc<Registry>,
+    pub state: AppState,
 }
 
 impl Server {
@@ -93,9 +103,6 @@ impl Server {
             gateway::mount(&io, slot, mode, verifier.clone());
         }
 
-        let router = Router::new()
-            .route("/healthz", get(async || "ok"))
-            .layer(layer);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -103,10 +110,17 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let state = AppState {
+            config: Arc::new(config),
+            registry,
+            verifier,
+            io,
+        };
+        let router = router(state.clone()).layer(layer);
         Ok(Self {
             listener,
             router,
-            registry,
+            state,
         })
     }
 
@@ -128,6 +142,11 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// Every HTTP route of the node except Socket.IO (which is a layer).
+fn router(_state: AppState) -> Router {
+    Router::new().route("/healthz", get(async || "ok"))
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name

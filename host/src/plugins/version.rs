@@ -123,6 +123,8 @@ impl PluginVersion {
         // Unknown imports (the WASI interfaces std pulls in) trap when called:
         // a plugin gets no files, network, environment or clock beyond ours.
         let mut linker = engine.linker.clone();
+        define_hash_seed(&engine.engine, &mut linker, &component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
@@ -339,6 +341,32 @@ impl PluginVersion {
         }
         .fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// std's `HashMap` asks `wasi:random/insecure-seed` for its hash keys. That
+/// import grants nothing (it is not a secure random source), so plugins get
+/// it rather than a trap on first use of a `HashMap`.
+fn define_hash_seed(
+    engine: &wasmtime::Engine,
+    linker: &mut wasmtime::component::Linker<HostState>,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use std::hash::{BuildHasher, RandomState};
+    let names: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| name.starts_with("wasi:random/insecure-seed@"))
+        .collect();
+    for name in names {
+        linker
+            .instance(&name)?
+            .func_wrap("insecure-seed", |_, (): ()| {
+                let seed = RandomState::new();
+                Ok(((seed.hash_one(1u8), seed.hash_one(2u8)),))
+            })?;
+    }
+    Ok(())
 }
 
 fn validate_manifest(m: &Manifest) -> Result<(), String> {

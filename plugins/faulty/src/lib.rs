@@ -46,6 +46,12 @@ impl Plugin for Faulty {
             "panic" => panic!("{PANIC_MESSAGE}"),
             "error" => Err(Rejection::new("teapot", "faulty is a teapot")),
             "ok" => Ok(vec![Action::ack(&json!({ "ok": true }))]),
+            // std's HashMap seeds itself from `wasi:random/insecure-seed`.
+            "hashmap" => {
+                let mut m = std::collections::HashMap::new();
+                m.insert("k", 1);
+                Ok(vec![Action::ack(&json!({ "ok": true, "len": m.len() }))])
+            }
             "log" => {
                 log::info("faulty logs a line");
                 Ok(vec![Action::ack(&json!({ "ok": true }))])
