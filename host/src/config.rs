@@ -152,7 +152,9 @@ pub struct PluginConfig {
     pub max_warm_instances: Option<usize>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
-    /// Values the plugin reads with `config::get`.
+    /// Values the plugin reads with `config::get`. Numbers and booleans are
+    /// accepted and handed over as text (`max_text = 500` or `"500"`).
+    #[serde(deserialize_with = "scalars_as_strings")]
     pub config: HashMap<String, String>,
 }
 
@@ -209,6 +211,25 @@ impl Config {
             .and_then(|p| p.auth)
             .unwrap_or(self.auth.mode)
     }
+}
+
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let raw = HashMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((k, v.to_string()))
+            }
+            other => Err(D::Error::custom(format!(
+                "config value {k:?} must be a string, number or boolean, not {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
 }
 
 /// `RUNTIME__CALL_TIMEOUT_MS` + `50` sets `runtime.call_timeout_ms = 50`. The
