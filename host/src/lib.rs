@@ -5,10 +5,12 @@
 //! - [`plugins`]: the wasm runtime and the registry of mounted plugins.
 //! - [`auth`]: JWT verification.
 //! - [`config`]: the configuration file, environment and flags.
+//! - [`ops`]: health probes and the AsyncAPI document.
 //! - [`server`]: wiring it together on one listener.
 
 pub mod auth;
 pub mod config;
 pub mod gateway;
+pub mod ops;
 pub mod plugins;
 pub mod server;

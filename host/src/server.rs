@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthMode, Verifier};
 use crate::config::Config;
 use crate::gateway;
+use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +145,8 @@ impl Server {
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
-fn router(_state: AppState) -> Router {
-    Router::new().route("/healthz", get(async || "ok"))
+fn router(state: AppState) -> Router {
+    Router::new().merge(ops::router()).with_state(state)
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name
