@@ -31,6 +31,8 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     /// Compiled-artifact cache; empty disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Serve the demo page at `/` and dev tokens at `/demo/session`. Never in production.
+    pub demo: bool,
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub socketio: SocketIoConfig,
@@ -44,6 +46,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().unwrap(),
             plugin_dir: PathBuf::from("plugins"),
             cache_dir: None,
+            demo: false,
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             socketio: SocketIoConfig::default(),

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod gateway;
 pub mod ops;
 pub mod plugins;

@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Compiled-plugin cache directory.
     #[arg(long, env = "PORTICO_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Serve the demo page at / and hand out dev tokens (development only).
+    #[arg(long, env = "PORTICO_DEMO")]
+    demo: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -156,6 +159,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(mode) = args.auth {
         config.auth.mode = mode;
+    }
+    if args.demo {
+        config.demo = true;
     }
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);

@@ -146,7 +146,11 @@ impl Server {
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
 fn router(state: AppState) -> Router {
-    Router::new().merge(ops::router()).with_state(state)
+    let mut router = Router::new().merge(ops::router());
+    if state.config.demo {
+        router = router.merge(crate::demo::router());
+    }
+    router.with_state(state)
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name
