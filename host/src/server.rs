@@ -92,6 +92,9 @@ impl Server {
         let s = &config.socketio;
         let (layer, io) = SocketIo::builder()
             .max_payload(s.max_payload)
+            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
+            .ws_max_message_size(s.max_payload as usize)
+            .ws_max_frame_size(s.max_payload as usize)
             .max_buffer_size(s.max_buffer_size)
             .ping_interval(Duration::from_millis(s.ping_interval_ms))
             .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
