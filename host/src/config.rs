@@ -181,6 +181,9 @@ pub struct ThrottleConfig {
     /// is disconnected with reason `rate_limited`; 0 never disconnects.
     pub flood_max_rejected: u32,
     pub flood_window_secs: u64,
+    /// Pause between telling a client why it is disconnected and closing it,
+    /// so the acks queued before get out (closing does not flush).
+    pub disconnect_grace_ms: u64,
     /// New connections per second from one IP address (all namespaces).
     pub connections_per_sec: u32,
     /// Connections one IP address may open at once.
@@ -194,8 +197,9 @@ impl Default for ThrottleConfig {
         Self {
             events_per_sec: 50,
             event_burst: 100,
-            flood_max_rejected: 200,
+            flood_max_rejected: 100,
             flood_window_secs: 10,
+            disconnect_grace_ms: 100,
             connections_per_sec: 20,
             connection_burst: 50,
             max_tracked_ips: 100_000,

@@ -18,18 +18,23 @@ pub struct EventLimits {
     rate: Option<Quota>,
     /// Rejections allowed within a window before a disconnect; `None`: never.
     flood: Option<Quota>,
+    /// Pause between the reason and the close of a server-side disconnect.
+    pub(super) disconnect_grace: Duration,
 }
 
 impl EventLimits {
     /// `throttle.*`, with the plugin's own rate and burst when it has them.
     pub fn for_plugin(config: &Config, plugin: &str) -> Self {
         let (rate, burst) = config.event_limit(plugin);
-        Self::new(
-            rate,
-            burst,
-            config.throttle.flood_max_rejected,
-            Duration::from_secs(config.throttle.flood_window_secs),
-        )
+        Self {
+            disconnect_grace: Duration::from_millis(config.throttle.disconnect_grace_ms),
+            ..Self::new(
+                rate,
+                burst,
+                config.throttle.flood_max_rejected,
+                Duration::from_secs(config.throttle.flood_window_secs),
+            )
+        }
     }
 
     pub fn new(rate: u32, burst: u32, flood_max: u32, flood_window: Duration) -> Self {
@@ -38,6 +43,7 @@ impl EventLimits {
             flood: NonZeroU32::new(flood_max).and_then(|max| {
                 Quota::with_period(flood_window / max.get()).map(|q| q.allow_burst(max))
             }),
+            disconnect_grace: Duration::ZERO,
         }
     }
 }
