@@ -115,6 +115,31 @@ mod tests {
     }
 
     #[test]
+    fn gateway_actions_on_request() {
+        let host = TestHost::<Faulty>::new();
+        let c = host.user("alice");
+        assert_eq!(host.ack(&c, "whoami", ())["sub"], json!("alice"));
+        let sent = host
+            .event(
+                &c,
+                "send-to",
+                json!({ "socket": "s2", "event": "dm", "data": 1 }),
+            )
+            .unwrap();
+        assert_eq!(sent[0], Action::send_to("s2", "dm", &1));
+        assert_eq!(
+            host.event(&c, "kick", json!({ "reason": "bye" })).unwrap(),
+            vec![Action::disconnect("bye")]
+        );
+        assert_eq!(
+            host.event(&c, "send-to", json!({ "socket": 1 }))
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "faulty plugin panicked on purpose")]
     fn panics_on_purpose() {
         let host = TestHost::<Faulty>::new();
