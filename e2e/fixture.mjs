@@ -1,8 +1,8 @@
 // Shared fixture: start the real `portico` binary on port 0 with a chosen set
 // of plugins, mint tokens, and connect official socket.io clients.
 import { spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
-import { mkdtempSync, copyFileSync, existsSync } from 'node:fs';
+import { createHmac, sign as cryptoSign } from 'node:crypto';
+import { mkdtempSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { io } from 'socket.io-client';
@@ -14,15 +14,25 @@ export const SECRET = 'e2e-secret';
 // wasm hash + engine settings), so each start does not recompile them.
 export const CACHE_DIR = join(tmpdir(), 'portico-e2e-cache');
 
-/** A directory holding copies of the named plugins (e.g. ['chat', 'echo']). */
-export function pluginDir(names) {
+/**
+ * A directory holding copies of the named plugins (e.g. ['chat', 'echo']);
+ * `aliases` serves a plugin under another name too (e.g. { chat2: 'chat' }).
+ */
+export function pluginDir(names, aliases = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'portico-plugins-'));
-  for (const name of names) {
-    const src = join(PLUGIN_DIR, `${name}.wasm`);
+  for (const [name, from] of [...names.map((n) => [n, n]), ...Object.entries(aliases)]) {
+    const src = join(PLUGIN_DIR, `${from}.wasm`);
     if (!existsSync(src)) throw new Error(`${src} is missing: run \`make plugins\``);
     copyFileSync(src, join(dir, `${name}.wasm`));
   }
   return dir;
+}
+
+/** Write `text` to a fresh temporary file (config, PEM, JWKS); returns its path. */
+export function tempFile(name, text) {
+  const path = join(mkdtempSync(join(tmpdir(), 'portico-e2e-')), name);
+  writeFileSync(path, text);
+  return path;
 }
 
 /**
@@ -32,7 +42,7 @@ export function pluginDir(names) {
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
   const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, '--cache-dir', CACHE_DIR, ...args], {
-    env: { ...process.env, PORTICO_LOG: 'info', RUST_BACKTRACE: '0', ...env },
+    env: { ...process.env, PORTICO_LOG: process.env.E2E_LOG ?? 'info', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let logs = '';
@@ -67,6 +77,33 @@ export function token(claims = {}, { secret = SECRET, header = { alg: 'HS256', t
   const body = { sub: 'alice', iat: now, exp: now + 3600, ...claims };
   const unsigned = `${b64url(header)}.${b64url(body)}`;
   return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+/**
+ * A JWT signed with any algorithm node:crypto knows: HS* with a secret,
+ * RS256/ES256 (any RS or ES) with a private key (ES signatures in JOSE's raw r||s form).
+ */
+export function jwt(claims, { alg = 'HS256', key = SECRET, kid, header = {} } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = { sub: 'alice', iat: now, exp: now + 3600, ...claims };
+  const unsigned = `${b64url({ alg, typ: 'JWT', ...(kid ? { kid } : {}), ...header })}.${b64url(body)}`;
+  const hash = `sha${alg.slice(2)}`;
+  let sig;
+  if (alg.startsWith('HS')) sig = createHmac(hash, key).update(unsigned).digest();
+  else if (alg.startsWith('RS')) sig = cryptoSign(hash, Buffer.from(unsigned), key);
+  else if (alg.startsWith('ES')) sig = cryptoSign(hash, Buffer.from(unsigned), { key, dsaEncoding: 'ieee-p1363' });
+  else throw new Error(`jwt(): unsupported alg ${alg}`);
+  return `${unsigned}.${sig.toString('base64url')}`;
+}
+
+/** Resolve with the disconnect reason of `socket` (and what `portico:disconnect` said first, if anything). */
+export function disconnected(socket, ms = 10000) {
+  return new Promise((ok, fail) => {
+    let told = null;
+    const timer = setTimeout(() => fail(new Error(`no disconnect within ${ms} ms`)), ms);
+    socket.on('portico:disconnect', (info) => { told = info; });
+    socket.once('disconnect', (reason) => { clearTimeout(timer); ok({ reason, told }); });
+  });
 }
 
 /** Connect a client; resolves with the socket once connected, rejects on connect_error. */

@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub socketio: SocketIoConfig,
+    pub throttle: ThrottleConfig,
+    pub cors: CorsConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -50,6 +52,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             socketio: SocketIoConfig::default(),
+            throttle: ThrottleConfig::default(),
+            cors: CorsConfig::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -70,6 +74,27 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Refuse tokens without `exp`.
     pub require_exp: bool,
+    /// Public keys as a JWKS document (`{"keys": [...]}`), picked by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// How often, at most, the JWKS file's modification time is checked.
+    pub jwks_reload_secs: u64,
+    /// More keys, each pinned to one algorithm.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// One verification key (`[[auth.keys]]`): a shared secret for HS*, or a
+/// public key in PEM (inline or from a file) for RS*/PS*/ES*/EdDSA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Matched against the token header's `kid`; a key without one is tried
+    /// for tokens without `kid`.
+    pub kid: Option<String>,
+    /// The only algorithm this key accepts, e.g. `HS256`, `RS256`, `ES256`.
+    pub alg: String,
+    pub secret: Option<String>,
+    pub pem: Option<String>,
+    pub pem_file: Option<PathBuf>,
 }
 
 impl Default for AuthConfig {
@@ -81,6 +106,9 @@ impl Default for AuthConfig {
             audience: None,
             leeway_secs: 30,
             require_exp: true,
+            jwks_file: None,
+            jwks_reload_secs: 5,
+            keys: Vec::new(),
         }
     }
 }
@@ -144,6 +172,53 @@ impl Default for SocketIoConfig {
     }
 }
 
+/// Flood protection. A rate of 0 disables that limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Events per second one socket may send (token bucket refill rate).
+    pub events_per_sec: u32,
+    /// Events one socket may send at once (token bucket size).
+    pub event_burst: u32,
+    /// Over-limit events within `flood_window_secs` after which the socket
+    /// is disconnected with reason `rate_limited`; 0 never disconnects.
+    pub flood_max_rejected: u32,
+    pub flood_window_secs: u64,
+    /// Pause between telling a client why it is disconnected and closing it,
+    /// so the acks queued before get out (closing does not flush).
+    pub disconnect_grace_ms: u64,
+    /// New connections per second from one IP address (all namespaces).
+    pub connections_per_sec: u32,
+    /// Connections one IP address may open at once.
+    pub connection_burst: u32,
+    /// IP addresses tracked at most; idle ones are evicted first.
+    pub max_tracked_ips: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            events_per_sec: 50,
+            event_burst: 100,
+            flood_max_rejected: 100,
+            flood_window_secs: 10,
+            disconnect_grace_ms: 100,
+            connections_per_sec: 20,
+            connection_burst: 50,
+            max_tracked_ips: 100_000,
+        }
+    }
+}
+
+/// Cross-origin access to the HTTP endpoints (Socket.IO long-polling).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed, e.g. `["https://app.example.com"]`; `["*"]` allows
+    /// any origin (without credentials); empty (default): same origin only.
+    pub allowed_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginConfig {
@@ -159,6 +234,10 @@ pub struct PluginConfig {
     /// accepted and handed over as text (`max_text = 500` or `"500"`).
     #[serde(deserialize_with = "scalars_as_strings")]
     pub config: HashMap<String, String>,
+    /// Per-socket event rate on this namespace; default `throttle.events_per_sec`.
+    pub events_per_sec: Option<u32>,
+    /// Per-socket burst on this namespace; default `throttle.event_burst`.
+    pub event_burst: Option<u32>,
 }
 
 impl Config {
@@ -205,6 +284,17 @@ impl Config {
             },
             config: p.config,
         }
+    }
+
+    /// The event rate and burst of a plugin's sockets.
+    pub fn event_limit(&self, plugin: &str) -> (u32, u32) {
+        let p = self.plugins.get(plugin);
+        (
+            p.and_then(|p| p.events_per_sec)
+                .unwrap_or(self.throttle.events_per_sec),
+            p.and_then(|p| p.event_burst)
+                .unwrap_or(self.throttle.event_burst),
+        )
     }
 
     /// The auth mode of a plugin's namespace.

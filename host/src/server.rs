@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("auth configuration: {0}")]
     Auth(String),
+    #[error("cors configuration: {0}")]
+    Cors(String),
     #[error(
         "auth mode is `required` but no verification key is configured: set --jwt-secret (PORTICO_JWT_SECRET) or use --auth none"
     )]
@@ -90,6 +92,9 @@ impl Server {
         let s = &config.socketio;
         let (layer, io) = SocketIo::builder()
             .max_payload(s.max_payload)
+            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
+            .ws_max_message_size(s.max_payload as usize)
+            .ws_max_frame_size(s.max_payload as usize)
             .max_buffer_size(s.max_buffer_size)
             .ping_interval(Duration::from_millis(s.ping_interval_ms))
             .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
@@ -97,11 +102,21 @@ impl Server {
             .build_layer();
 
         load_plugin_dir(&registry, &config).await?;
+        let connections = Arc::new(gateway::ConnectionLimiter::new(&config.throttle));
         for slot in registry.list() {
             let mode = config.auth_mode(&slot.name);
             tracing::info!(plugin = %slot.name, namespace = %slot.mount, version = %slot.active().manifest.version, auth = ?mode, "mounted");
-            gateway::mount(&io, slot, mode, verifier.clone());
+            let limits = gateway::EventLimits::for_plugin(&config, &slot.name);
+            gateway::mount(
+                &io,
+                slot,
+                mode,
+                verifier.clone(),
+                limits,
+                connections.clone(),
+            );
         }
+        let cors = cors_layer(&config.cors)?;
 
         let listener =
             TcpListener::bind(config.listen)
@@ -116,7 +131,7 @@ impl Server {
             verifier,
             io,
         };
-        let router = router(state.clone()).layer(layer);
+        let router = router(state.clone()).layer(layer).layer(cors);
         Ok(Self {
             listener,
             router,
@@ -151,6 +166,37 @@ fn router(state: AppState) -> Router {
         router = router.merge(crate::demo::router());
     }
     router.with_state(state)
+}
+
+/// CORS for every HTTP route (Socket.IO long-polling included). No origins
+/// configured: no CORS headers, so browsers allow the same origin only (the
+/// Socket.IO v3+ server default). `*`: any origin, without credentials. A
+/// list: those origins, with credentials (`withCredentials` clients).
+fn cors_layer(c: &crate::config::CorsConfig) -> Result<tower_http::cors::CorsLayer, StartError> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let methods = [http::Method::GET, http::Method::POST, http::Method::OPTIONS];
+    if c.allowed_origins.is_empty() {
+        return Ok(CorsLayer::new());
+    }
+    if c.allowed_origins.iter().any(|o| o == "*") {
+        return Ok(CorsLayer::new()
+            .allow_origin(Any)
+            .allow_methods(methods)
+            .allow_headers(Any));
+    }
+    let origins = c
+        .allowed_origins
+        .iter()
+        .map(|o| {
+            http::HeaderValue::from_str(o.trim_end_matches('/'))
+                .map_err(|_| StartError::Cors(format!("{o:?} is not a valid origin")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods(methods)
+        .allow_headers([http::header::CONTENT_TYPE, http::header::AUTHORIZATION])
+        .allow_credentials(true))
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name

@@ -1,6 +1,8 @@
 //! Authentication: JWT verification shared by the Socket.IO handshake and SSE.
 
 mod error;
+mod jwks;
+mod keys;
 mod token;
 mod verifier;
 

@@ -84,8 +84,13 @@ async fn apply_one(
         Action::Join(channel) => socket.join(channel),
         Action::Leave(channel) => socket.leave(channel),
         Action::Disconnect(reason) => {
-            // Sent before the disconnect packet on the same queue, so it arrives first.
             let _ = socket.emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
+            // Closing does not flush what is queued for the client (acks, the
+            // reason above): give the writer a moment first.
+            let grace = t.mount.limits.disconnect_grace;
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
             socket
                 .clone()
                 .disconnect()

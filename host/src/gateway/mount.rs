@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
 use socketioxide::SocketIo;
@@ -11,7 +12,8 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
 use super::session::{Enqueued, Session, Work};
-use crate::auth::{AuthError, AuthMode, Verifier};
+use super::throttle::{ConnectionLimiter, EventLimits};
+use crate::auth::{AuthError, AuthMode, Verified, Verifier};
 use crate::plugins::{Connection, PluginSlot, Rejection, Transport};
 
 /// A plugin mounted on a namespace.
@@ -20,6 +22,8 @@ pub struct Mount {
     pub(super) auth: AuthMode,
     pub(super) verifier: Arc<Verifier>,
     pub(super) io: SocketIo,
+    pub(super) limits: EventLimits,
+    pub(super) connections: Arc<ConnectionLimiter>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -39,14 +43,24 @@ impl From<AuthError> for Refusal {
     }
 }
 
-/// Serve `slot` on its namespace.
-pub fn mount(io: &SocketIo, slot: Arc<PluginSlot>, auth: AuthMode, verifier: Arc<Verifier>) {
+/// Serve `slot` on its namespace, its sockets throttled by `limits` and new
+/// connections by the node-wide per-IP `connections` limiter.
+pub fn mount(
+    io: &SocketIo,
+    slot: Arc<PluginSlot>,
+    auth: AuthMode,
+    verifier: Arc<Verifier>,
+    limits: EventLimits,
+    connections: Arc<ConnectionLimiter>,
+) {
     let path = slot.mount.clone();
     let mount = Arc::new(Mount {
         slot,
         auth,
         verifier,
         io: io.clone(),
+        limits,
+        connections,
     });
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
@@ -66,13 +80,27 @@ async fn handshake(
     socket: SocketRef,
     mut auth: serde_json::Value,
 ) -> Result<(), Refusal> {
+    let parts = socket.req_parts();
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Some(addr) = remote
+        && !mount.connections.allow(addr.ip())
+    {
+        return Err(Refusal(Rejection::new(
+            "rate_limited",
+            "too many new connections from your address: retry later",
+        )));
+    }
     let token = take_token(&socket, &mut auth);
-    let principal = match (mount.auth, token) {
+    let verified = match (mount.auth, token) {
         (AuthMode::None, _) | (AuthMode::Optional, None) => None,
         (AuthMode::Required, None) => return Err(AuthError::Missing.into()),
-        (_, Some(token)) => Some(mount.verifier.verify(&token)?.principal),
+        (_, Some(token)) => Some(mount.verifier.verify(&token)?),
     };
-    let parts = socket.req_parts();
+    let expires_at = verified.as_ref().and_then(|v| v.expires_at);
+    let principal = verified.map(|Verified { principal, .. }| principal);
     let conn = Connection {
         id: socket.id.to_string(),
         namespace: mount.slot.mount.clone(),
@@ -80,10 +108,7 @@ async fn handshake(
             socketioxide::TransportType::Websocket => Transport::WebSocket,
             socketioxide::TransportType::Polling => Transport::Polling,
         },
-        remote_addr: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string()),
+        remote_addr: remote.map(|a| a.to_string()),
         principal,
         query: parts
             .uri
@@ -109,6 +134,10 @@ async fn handshake(
     };
     let session = Arc::new(Session::new(conn, mount.clone()));
     session.push(Work::Connected(actions));
+    if let Some(exp) = expires_at {
+        let leeway = mount.verifier.leeway_secs();
+        session.set_expiry(expire_at(&session, &socket, exp.saturating_add(leeway)));
+    }
     socket.extensions.insert(session);
     // Handlers are registered here, before the connect ack goes out, so no
     // event sent right after connecting can miss them.
@@ -117,11 +146,40 @@ async fn handshake(
     });
     socket.on_disconnect(async |socket: SocketRef, reason: DisconnectReason| {
         if let Some(session) = socket.extensions.get::<Arc<Session>>() {
+            session.cancel_expiry();
+            session.report_throttle();
             session.push(Work::Disconnected(reason.to_string()));
             session.drain(&socket).await;
         }
     });
     Ok(())
+}
+
+/// A timer that disconnects the socket with reason `token_expired` at `at`
+/// (seconds since the epoch). It holds no reference to the socket or session,
+/// and `on_disconnect` aborts it, so nothing outlives a closed socket.
+fn expire_at(session: &Arc<Session>, socket: &SocketRef, at: u64) -> tokio::task::AbortHandle {
+    let weak = Arc::downgrade(session);
+    let io = session.mount.io.clone();
+    let ns = session.mount.slot.mount.clone();
+    let sid = socket.id;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let wait = Duration::from_secs(at).saturating_sub(now);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let (Some(session), Some(socket)) =
+            (weak.upgrade(), io.of(&ns).and_then(|ns| ns.get_socket(sid)))
+        else {
+            return;
+        };
+        // Disarm first: the disconnect below must not abort this task mid-drain.
+        session.expiry.lock().unwrap().take();
+        session.kick("token_expired");
+        session.drain(&socket).await;
+    })
+    .abort_handle()
 }
 
 /// The token from, in order: the handshake `auth.token`, an `Authorization:

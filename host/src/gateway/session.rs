@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::task::AbortHandle;
+
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::Value;
@@ -18,6 +20,7 @@ use socketioxide::socket::Socket;
 
 use super::actions::{self, Target};
 use super::mount::Mount;
+use super::throttle::{SocketThrottle, Verdict};
 use super::wire;
 use crate::plugins::{Action, Connection, Rejection};
 
@@ -33,6 +36,11 @@ pub(super) enum Work {
         reason: String,
         ack: Option<AckSender>,
     },
+    /// An event over the socket's rate limit, answered with `rate_limited`.
+    Limited(AckSender),
+    /// Tell the client why, then disconnect it. Queued, so acks queued
+    /// before it are sent first.
+    Kick(String),
     Disconnected(String),
 }
 
@@ -41,15 +49,51 @@ pub(super) struct Session {
     pub(super) mount: Arc<Mount>,
     queue: Mutex<VecDeque<Work>>,
     draining: AtomicBool,
+    throttle: SocketThrottle,
+    /// Set once a kick is queued: later events are dropped.
+    kicked: AtomicBool,
+    /// The timer that disconnects the socket when its token expires.
+    pub(super) expiry: Mutex<Option<AbortHandle>>,
 }
 
 impl Session {
     pub(super) fn new(conn: Connection, mount: Arc<Mount>) -> Self {
+        let throttle = SocketThrottle::new(mount.limits);
         Self {
             conn,
             mount,
             queue: Mutex::default(),
             draining: AtomicBool::new(false),
+            throttle,
+            kicked: AtomicBool::new(false),
+            expiry: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn set_expiry(&self, timer: AbortHandle) {
+        *self.expiry.lock().unwrap() = Some(timer);
+    }
+
+    /// Stop the expiry timer (the socket is gone, or the timer itself fired).
+    pub(super) fn cancel_expiry(&self) {
+        if let Some(timer) = self.expiry.lock().unwrap().take() {
+            timer.abort();
+        }
+    }
+
+    /// Queue a disconnect with `reason`, once.
+    pub(super) fn kick(&self, reason: &str) {
+        if !self.kicked.swap(true, Ordering::AcqRel) {
+            self.push(Work::Kick(reason.to_owned()));
+        }
+    }
+
+    /// Log what the throttle refused, when it refused anything.
+    pub(super) fn report_throttle(&self) {
+        let rejected = self.throttle.rejected.load(Ordering::Relaxed);
+        if rejected > 0 {
+            let dropped = self.throttle.dropped.load(Ordering::Relaxed);
+            tracing::info!(plugin = %self.mount.slot.name, socket = %self.conn.id, rejected, dropped, "socket was rate limited");
         }
     }
 
@@ -87,6 +131,16 @@ impl Session {
             Work::Connected(list) => actions::apply(&target, list, None).await,
             Work::Malformed { reason, ack } => {
                 actions::reject(ack, &Rejection::new("bad_request", reason))
+            }
+            Work::Limited(ack) => actions::reject(
+                Some(ack),
+                &Rejection::new(
+                    "rate_limited",
+                    "too many events: slow down (this event was not delivered)",
+                ),
+            ),
+            Work::Kick(reason) => {
+                actions::apply(&target, vec![Action::Disconnect(reason)], None).await
             }
             Work::Event { event, ack } => {
                 let name = event.name.clone();
@@ -128,6 +182,26 @@ impl FromMessage<LocalAdapter> for Enqueued {
         ack_id: Option<i64>,
     ) -> Result<Self, NoSession> {
         let session = s.extensions.get::<Arc<Session>>().ok_or(NoSession)?;
+        // Checked here, in arrival order and before anything is queued, so a
+        // flood costs a bucket check per packet and never reaches the plugin.
+        if session.kicked.load(Ordering::Acquire) {
+            return Ok(Enqueued(session));
+        }
+        match session.throttle.check() {
+            Verdict::Allow => {}
+            verdict => {
+                match AckSender::from_message_parts(&s, &mut v, &ack_id) {
+                    Ok(ack) if ack_id.is_some() => session.push(Work::Limited(ack)),
+                    _ => {
+                        session.throttle.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if verdict == Verdict::Flood {
+                    session.kick("rate_limited");
+                }
+                return Ok(Enqueued(session));
+            }
+        }
         let ack = AckSender::from_message_parts(&s, &mut v, &ack_id).ok();
         let wants_ack = ack_id.is_some();
         let work = match v {

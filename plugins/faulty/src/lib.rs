@@ -3,12 +3,22 @@
 //!
 //! Events: `loop` (spins forever), `alloc` (allocates 1 MiB blocks until memory runs out),
 //! `panic` (panics with "faulty plugin panicked on purpose"), `error` (rejects with code
-//! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks).
+//! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks); and to
+//! exercise the gateway's actions: `whoami` (acks `{"id", "sub"}`), `send-to {socket,
+//! event, data}` (emits `event` with `data` to that socket of the namespace, then acks) and
+//! `kick {reason}` (disconnects the sender with that reason).
 //!
 //! Config: `describe` = `panic` | `loop` makes `describe` trap or spin (upload validation
 //! tests); `connect` = `reject` makes `on_connect` reject with code `forbidden`.
 
 use portico_sdk::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct SendTo {
+    socket: String,
+    event: String,
+    data: serde_json::Value,
+}
 
 /// The faulty test plugin.
 pub struct Faulty;
@@ -33,7 +43,7 @@ impl Plugin for Faulty {
         Ok(vec![])
     }
 
-    fn on_event(_conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
+    fn on_event(conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
         match event.name() {
             "loop" => spin(),
             "alloc" => {
@@ -51,6 +61,21 @@ impl Plugin for Faulty {
                 let mut m = std::collections::HashMap::new();
                 m.insert("k", 1);
                 Ok(vec![Action::ack(&json!({ "ok": true, "len": m.len() }))])
+            }
+            "whoami" => Ok(vec![Action::ack(
+                &json!({ "id": conn.id(), "sub": conn.subject() }),
+            )]),
+            "send-to" => {
+                let to: SendTo = event.arg()?;
+                Ok(vec![
+                    Action::send_to(to.socket, to.event, &to.data),
+                    Action::ack(&json!({ "ok": true })),
+                ])
+            }
+            "kick" => {
+                let args: serde_json::Value = event.arg()?;
+                let reason = args["reason"].as_str().unwrap_or("kicked").to_owned();
+                Ok(vec![Action::disconnect(reason)])
             }
             "log" => {
                 log::info("faulty logs a line");
@@ -87,6 +112,31 @@ mod tests {
         assert_eq!(host.log_messages(), vec!["faulty logs a line"]);
         assert_eq!(host.event(&c, "error", ()).unwrap_err().code(), "teapot");
         assert_eq!(host.manifest().name(), "faulty");
+    }
+
+    #[test]
+    fn gateway_actions_on_request() {
+        let host = TestHost::<Faulty>::new();
+        let c = host.user("alice");
+        assert_eq!(host.ack(&c, "whoami", ())["sub"], json!("alice"));
+        let sent = host
+            .event(
+                &c,
+                "send-to",
+                json!({ "socket": "s2", "event": "dm", "data": 1 }),
+            )
+            .unwrap();
+        assert_eq!(sent[0], Action::send_to("s2", "dm", &1));
+        assert_eq!(
+            host.event(&c, "kick", json!({ "reason": "bye" })).unwrap(),
+            vec![Action::disconnect("bye")]
+        );
+        assert_eq!(
+            host.event(&c, "send-to", json!({ "socket": 1 }))
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
     }
 
     #[test]

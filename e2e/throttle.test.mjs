@@ -1,0 +1,140 @@
+// Flood protection end to end: per-socket event buckets (error acks, drops,
+// disconnect of a flooder while others keep flowing), per-plugin overrides,
+// per-IP connection limits, and the payload cap.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPortico, tempFile, connect, connectError, call, next, disconnected } from './fixture.mjs';
+
+let node;
+const sockets = [];
+const open = async (...a) => { const s = await connect(...a); sockets.push(s); return s; };
+
+before(async () => {
+  const config = tempFile('portico.toml', `
+[throttle]
+events_per_sec = 200
+event_burst = 50
+flood_max_rejected = 300
+flood_window_secs = 10
+connections_per_sec = 1
+connection_burst = 30
+
+[socketio]
+max_payload = 50000
+# Room for every rate_limited ack of a flood (flood_max_rejected) in the socket's buffer.
+max_buffer_size = 1024
+
+[plugins.faulty]
+events_per_sec = 1
+event_burst = 5
+`);
+  node = await startPortico({ plugins: ['echo', 'faulty'], args: ['--config', config] });
+});
+after(async () => { sockets.forEach((s) => s.close()); await node.stop(); });
+
+/** Emit with an ack and resolve with the first ack argument, or 'no ack' if the socket closes first. */
+const emitAck = (s, ...args) => new Promise((ok) => {
+  s.emit(...args, (reply) => ok(reply));
+  s.once('disconnect', () => ok('no ack'));
+});
+
+test('a client flooding 10,000 events/s gets rate_limited acks and is disconnected; another client keeps its acks', async () => {
+  const flooder = await open(node.url, '/echo');
+  const calm = await open(node.url, '/echo');
+  const gone = disconnected(flooder, 15000);
+
+  let calmOk = 0;
+  let calmFailed = 0;
+  let flooding = true;
+  // The calm client sends 100 events/s, well within its own limit.
+  const calmLoop = (async () => {
+    while (flooding) {
+      const [r] = await Promise.all([call(calm, 'tick', { n: calmOk }), new Promise((t) => setTimeout(t, 10))]);
+      if (r?.n === calmOk) calmOk += 1; else calmFailed += 1;
+    }
+  })();
+
+  // 100 events every 10 ms: 10,000 events/s for (up to) one second.
+  const replies = [];
+  await new Promise((done) => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (!flooder.connected || sent >= 10000) { clearInterval(timer); done(); return; }
+      for (let i = 0; i < 100; i += 1) { replies.push(emitAck(flooder, 'spam', i)); sent += 1; }
+    }, 10);
+  });
+  const { reason, told } = await gone;
+  flooding = false;
+  await calmLoop;
+
+  // The reason always arrives first. Socket.IO's own reason is `io server disconnect`,
+  // or `transport close` when the flooder's packets still in flight reach the server after
+  // the namespace is closed (socketioxide then closes the whole connection).
+  assert.deepEqual(told, { reason: 'rate_limited' });
+  assert.match(reason, /^(io server disconnect|transport close)$/);
+  const settled = await Promise.all(replies);
+  const delivered = settled.filter((r) => typeof r === 'number').length;
+  const limited = settled.filter((r) => r?.code === 'rate_limited');
+  assert.ok(delivered >= 50 && delivered < 1000, `delivered ${delivered}`);
+  // Every rejection up to the threshold was answered before the disconnect.
+  assert.ok(limited.length >= 300, `rate_limited acks: ${limited.length}`);
+  assert.equal(limited[0].ok, false);
+  assert.match(limited[0].message, /not delivered/);
+  assert.equal(calmFailed, 0);
+  assert.ok(calmOk > 0);
+  // The calm client still works after the flooder is gone.
+  assert.deepEqual(await call(calm, 'after', 'x'), 'x');
+});
+
+test('over-limit events without an ack are dropped, never delivered to the plugin', async () => {
+  const s = await open(node.url, '/echo');
+  let echoed = 0;
+  s.on('burst', () => { echoed += 1; });
+  for (let i = 0; i < 120; i += 1) s.emit('burst', i);
+  // The queue is ordered: once an acked call goes through, every earlier event was handled.
+  for (;;) {
+    const r = await call(s, 'probe', 1);
+    if (r === 1) break;
+    assert.equal(r.code, 'rate_limited');
+    await next(s, 'never', 50).catch(() => {});
+  }
+  assert.ok(echoed >= 50 && echoed < 120, `echoed ${echoed} of 120`);
+  assert.equal(s.connected, true, 'under the flood threshold the socket stays');
+});
+
+test('a plugin can have its own, stricter rate', async () => {
+  const s = await open(node.url, '/faulty');
+  const replies = await Promise.all(Array.from({ length: 8 }, () => call(s, 'ok')));
+  assert.equal(replies.filter((r) => r.ok === true).length, 5);
+  assert.deepEqual(replies.slice(5).map((r) => r.code), ['rate_limited', 'rate_limited', 'rate_limited']);
+  // echo's bucket for another socket is untouched.
+  const e = await open(node.url, '/echo');
+  assert.deepEqual(await call(e, 'x', 1), 1);
+});
+
+test('an oversized payload is refused and the server keeps serving others', async () => {
+  const other = await open(node.url, '/echo');
+  for (const transports of [['websocket'], ['polling']]) {
+    const big = await open(node.url, '/echo', { transports });
+    const gone = disconnected(big);
+    const reply = emitAck(big, 'huge', 'x'.repeat(60000));
+    const { reason } = await gone;
+    assert.match(reason, /transport (close|error)/, transports[0]);
+    assert.equal(await reply, 'no ack', `${transports[0]}: the plugin never answered`);
+    assert.deepEqual(await call(other, 'still', transports[0]), transports[0]);
+  }
+  // Just under the cap passes.
+  assert.equal((await call(other, 'fits', 'y'.repeat(40000))).length, 40000);
+});
+
+test('new connections are limited per IP address with rate_limited', async () => {
+  // The burst is 30 and refills at 1/s; the tests above used part of it.
+  let refused;
+  for (let i = 0; i < 40 && !refused; i += 1) {
+    try { await open(node.url, '/echo'); } catch (err) { refused = err; }
+  }
+  assert.ok(refused, 'some connection was refused');
+  assert.match(refused.message, /^rate_limited: /);
+  // Existing connections are not affected.
+  assert.deepEqual(await call(sockets[1], 'alive', 1), 1);
+});
