@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Compiled-plugin cache directory.
     #[arg(long, env = "PORTICO_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Key accepted by the publish API (`Authorization: Bearer <key>`), besides `api.keys`.
+    #[arg(long, env = "PORTICO_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -159,6 +162,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);
     }
+    if let Some(key) = args.api_key {
+        config.api.keys.push(key);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -166,7 +172,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         // Scripts and tests wait for this exact line to learn the real port.
-        println!("listening on http://{}", server.local_addr());
+        println!("listening on {}", server.url());
         server.run(shutdown_signal()).await.context("serving")
     })
 }

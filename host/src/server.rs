@@ -11,9 +11,11 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthMode, Verifier};
+use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::config::Config;
 use crate::gateway;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::{publish, sse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +37,8 @@ pub enum StartError {
         "auth mode is `required` but no verification key is configured: set --jwt-secret (PORTICO_JWT_SECRET) or use --auth none"
     )]
     NoAuthKey,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What every part of the node shares. Each responsibility (gateway, SSE,
@@ -45,6 +49,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub verifier: Arc<Verifier>,
     pub io: SocketIo,
+    /// Channels' ids, history and SSE subscribers.
+    pub channels: Arc<Hub>,
 }
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
@@ -52,6 +58,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     pub state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -96,11 +103,24 @@ impl Server {
             .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
             .build_layer();
 
+        let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+        let channels = Arc::new(Hub::new(HubSettings {
+            history: HistoryLimits {
+                size: config.sse.history_size,
+                max_age: Duration::from_secs(config.sse.history_max_age_secs),
+            },
+            buffer: config.sse.buffer,
+        }));
+        channels.spawn_sweeper(Duration::from_secs(
+            config.sse.history_max_age_secs.clamp(1, 60),
+        ));
+
         load_plugin_dir(&registry, &config).await?;
         for slot in registry.list() {
             let mode = config.auth_mode(&slot.name);
             tracing::info!(plugin = %slot.name, namespace = %slot.mount, version = %slot.active().manifest.version, auth = ?mode, "mounted");
-            gateway::mount(&io, slot, mode, verifier.clone());
+            let space = channels.space(&slot.name);
+            gateway::mount(&io, slot, mode, verifier.clone(), space);
         }
 
         let listener =
@@ -115,12 +135,14 @@ impl Server {
             registry,
             verifier,
             io,
+            channels,
         };
         let router = router(state.clone()).layer(layer);
         Ok(Self {
             listener,
             router,
             state,
+            tls,
         })
     }
 
@@ -130,23 +152,60 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serve until `shutdown` resolves.
+    /// `http://HOST:PORT`, or `https://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
+    }
+
+    /// Serve until `shutdown` resolves. HTTP/1.1 and HTTP/2 (h2c with prior
+    /// knowledge) on a plain listener; with TLS, ALPN picks `h2` or
+    /// `http/1.1`. At shutdown SSE streams end first, so no connection waits
+    /// on an endless response.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let channels = self.state.channels.clone();
+        let shutdown = async move {
+            shutdown.await;
+            channels.close();
+        };
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        match self.tls {
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(config) => {
+                let handle = axum_server::Handle::<SocketAddr>::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(config),
+                );
+                axum_server::Server::<SocketAddr>::from_listener(self.listener)
+                    .acceptor(acceptor)
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+        }
     }
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
-fn router(_state: AppState) -> Router {
-    Router::new().route("/healthz", get(async || "ok"))
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(async || "ok"))
+        .merge(sse::router(state.clone()))
+        .merge(publish::router(state))
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name

@@ -20,6 +20,8 @@ pub struct Mount {
     pub(super) auth: AuthMode,
     pub(super) verifier: Arc<Verifier>,
     pub(super) io: SocketIo,
+    /// The plugin's channels: publications also reach SSE subscribers.
+    pub(super) channels: Arc<crate::channels::Space>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -40,13 +42,20 @@ impl From<AuthError> for Refusal {
 }
 
 /// Serve `slot` on its namespace.
-pub fn mount(io: &SocketIo, slot: Arc<PluginSlot>, auth: AuthMode, verifier: Arc<Verifier>) {
+pub fn mount(
+    io: &SocketIo,
+    slot: Arc<PluginSlot>,
+    auth: AuthMode,
+    verifier: Arc<Verifier>,
+    channels: Arc<crate::channels::Space>,
+) {
     let path = slot.mount.clone();
     let mount = Arc::new(Mount {
         slot,
         auth,
         verifier,
         io: io.clone(),
+        channels,
     });
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
