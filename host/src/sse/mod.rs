@@ -13,16 +13,25 @@ mod request;
 mod stream;
 
 use axum::Router;
+use axum::http::header::{AUTHORIZATION, HeaderName};
+use axum::http::Method;
 use axum::routing::get;
+use tower_http::cors::{Any, CorsLayer};
 
 pub use error::SseError;
 pub use stream::RESYNC_EVENT;
 
 use crate::server::AppState;
 
-/// The SSE routes.
+/// The SSE routes. Any origin may open a stream: credentials travel in the
+/// `access_token` parameter or the `Authorization` header, never in cookies.
 pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET])
+        .allow_headers([AUTHORIZATION, HeaderName::from_static("last-event-id")]);
     Router::new()
         .route("/sse/{plugin}", get(handler::subscribe))
+        .layer(cors)
         .with_state(state)
 }
