@@ -481,7 +481,7 @@ mod tests {
         let sub = s
             .subscribe_at(T0, &chans(&["a"]), Some(EventId::new(T0 - 1, 0)))
             .unwrap();
-        assert_eq!(sub.resync.unwrap().channels, ["a"]);
+        assert_eq!(sub.resync.as_ref().unwrap().channels, ["a"]);
         let ok = s
             .subscribe_at(T0, &chans(&["a"]), Some(EventId::new(T0, 0)))
             .unwrap();
