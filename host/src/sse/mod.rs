@@ -13,8 +13,8 @@ mod request;
 mod stream;
 
 use axum::Router;
-use axum::http::header::{AUTHORIZATION, HeaderName};
 use axum::http::Method;
+use axum::http::header::{AUTHORIZATION, HeaderName};
 use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 
