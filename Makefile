@@ -11,18 +11,18 @@ DEV_SECRET  ?= portico-dev-secret-change-me
 LISTEN      ?= 127.0.0.1:8080
 PORTICO     := target/debug/portico
 
-.PHONY: run test plugins build lint fmt wasm-target e2e-deps clean-plugins
+.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps
 
 ## Build the example plugins and start one node on $(LISTEN) with a dev token.
 run: plugins build
 	@mkdir -p $(RUN_DIR) && cp $(addprefix $(PLUGIN_OUT)/,$(addsuffix .wasm,$(EXAMPLES))) $(RUN_DIR)/
 	@echo "dev token (sub=alice, 24h):"
 	@$(PORTICO) token mint --sub alice --ttl 24h --secret '$(DEV_SECRET)'
-	@echo "connect: io('http://$(LISTEN)/chat', { auth: { token } })"
-	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache
+	@echo "demo page: http://$(LISTEN)/   client: io('http://$(LISTEN)/chat', { auth: { token } })"
+	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo
 
 ## Everything: unit, SDK, plugin and runtime tests, then end-to-end tests with real clients.
-test: plugins build e2e-deps
+test: plugins build e2e-deps browser-deps
 	$(CARGO) test -j$(JOBS) --workspace
 	cd e2e && PORTICO_BIN=../$(PORTICO) PORTICO_PLUGIN_DIR=../$(PLUGIN_OUT) node --test --test-concurrency=1
 
@@ -45,6 +45,18 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 e2e-deps: e2e/node_modules/.package-lock.json
+
+# The browser test drives Debian's Chromium (playwright-core never downloads a browser).
+CHROMIUM ?= /usr/bin/chromium
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser test needs Chromium. Install it with: sudo apt-get install -y chromium"; exit 1; \
+	  fi; \
+	fi
 
 e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 	cd e2e && npm ci --no-audit --no-fund

@@ -10,6 +10,9 @@ import { io } from 'socket.io-client';
 export const BIN = resolve(process.env.PORTICO_BIN ?? '../target/debug/portico');
 export const PLUGIN_DIR = resolve(process.env.PORTICO_PLUGIN_DIR ?? '../target/wasm32-wasip2/plugin');
 export const SECRET = 'e2e-secret';
+// Compiled plugins are cached across the servers the tests start (keyed by
+// wasm hash + engine settings), so each start does not recompile them.
+export const CACHE_DIR = join(tmpdir(), 'portico-e2e-cache');
 
 /** A directory holding copies of the named plugins (e.g. ['chat', 'echo']). */
 export function pluginDir(names) {
@@ -28,7 +31,7 @@ export function pluginDir(names) {
  */
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...args], {
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, '--cache-dir', CACHE_DIR, ...args], {
     env: { ...process.env, PORTICO_LOG: 'info', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -31,6 +31,8 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     /// Compiled-artifact cache; empty disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Serve the demo page at `/` and dev tokens at `/demo/session`. Never in production.
+    pub demo: bool,
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub socketio: SocketIoConfig,
@@ -47,6 +49,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().unwrap(),
             plugin_dir: PathBuf::from("plugins"),
             cache_dir: None,
+            demo: false,
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             socketio: SocketIoConfig::default(),
@@ -222,7 +225,9 @@ pub struct PluginConfig {
     pub max_warm_instances: Option<usize>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
-    /// Values the plugin reads with `config::get`.
+    /// Values the plugin reads with `config::get`. Numbers and booleans are
+    /// accepted and handed over as text (`max_text = 500` or `"500"`).
+    #[serde(deserialize_with = "scalars_as_strings")]
     pub config: HashMap<String, String>,
 }
 
@@ -279,6 +284,25 @@ impl Config {
             .and_then(|p| p.auth)
             .unwrap_or(self.auth.mode)
     }
+}
+
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let raw = HashMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((k, v.to_string()))
+            }
+            other => Err(D::Error::custom(format!(
+                "config value {k:?} must be a string, number or boolean, not {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
 }
 
 /// `RUNTIME__CALL_TIMEOUT_MS` + `50` sets `runtime.call_timeout_ms = 50`. The

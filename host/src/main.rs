@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Key accepted by the publish API (`Authorization: Bearer <key>`), besides `api.keys`.
     #[arg(long, env = "PORTICO_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Serve the demo page at / and hand out dev tokens (development only).
+    #[arg(long, env = "PORTICO_DEMO")]
+    demo: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -118,7 +121,8 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -158,6 +162,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(mode) = args.auth {
         config.auth.mode = mode;
+    }
+    if args.demo {
+        config.demo = true;
     }
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
@@ -14,6 +13,7 @@ use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::config::Config;
 use crate::gateway;
+use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 use crate::{publish, sse};
 
@@ -202,10 +202,14 @@ impl Server {
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
 fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(async || "ok"))
-        .merge(sse::router(state.clone()))
-        .merge(publish::router(state))
+    let mut router = Router::new()
+        .merge(ops::router())
+        .merge(sse::router())
+        .merge(publish::router());
+    if state.config.demo {
+        router = router.merge(crate::demo::router());
+    }
+    router.with_state(state)
 }
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name

@@ -14,8 +14,6 @@ pub use error::PublishError;
 use crate::server::AppState;
 
 /// The publish API routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/publish", post(handler::publish))
-        .with_state(state)
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/publish", post(handler::publish))
 }

@@ -25,7 +25,7 @@ use crate::server::AppState;
 
 /// The SSE routes. Any origin may open a stream: credentials travel in the
 /// `access_token` parameter or the `Authorization` header, never in cookies.
-pub fn router(state: AppState) -> Router {
+pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET])
@@ -33,5 +33,4 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/sse/{plugin}", get(handler::subscribe))
         .layer(cors)
-        .with_state(state)
 }
