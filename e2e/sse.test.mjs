@@ -9,10 +9,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
-import { startPortico, connect, call, next, token, SECRET } from './fixture.mjs';
+import { startPortico, connect, call, next, token } from './fixture.mjs';
 
 const KEY = 'e2e-publish-key';
-const CACHE = mkdtempSync(join(tmpdir(), 'portico-cache-'));
 const ENV = {
   PORTICO_SSE__KEEP_ALIVE_MS: '200',
   PORTICO_SSE__RETRY_MS: '50',
@@ -21,7 +20,7 @@ const ENV = {
 };
 const start = (opts = {}) => startPortico({
   plugins: ['feed', 'chat'],
-  args: ['--cache-dir', CACHE, '--api-key', KEY],
+  args: ['--api-key', KEY],
   ...opts,
   env: { ...ENV, ...opts.env },
 });
@@ -420,5 +419,3 @@ test('shutdown ends open streams and the process exits cleanly', async () => {
   assert.equal(code, 0);
 });
 
-// The secret is shared with fixture.mjs; referenced so a change there is noticed here.
-assert.equal(typeof SECRET, 'string');
