@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { startPortico, connect, call, next, token } from './fixture.mjs';
+import { proxy as tcpProxy } from './proxy.mjs';
 
 const KEY = 'e2e-publish-key';
 const ENV = {
@@ -117,28 +117,6 @@ function idLess(a, b) {
 
 const events = (s, name = 'post') => s.frames.filter((f) => f.event === name);
 
-/** A TCP proxy whose connections can be cut and refused, to force disconnects. */
-async function proxy(target) {
-  const { port, hostname } = new URL(target);
-  const sockets = new Set();
-  const p = { refusing: false, requests: [] };
-  const server = net.createServer((client) => {
-    if (p.refusing) { client.destroy(); return; }
-    const upstream = net.connect(port, hostname);
-    sockets.add(client); sockets.add(upstream);
-    client.once('data', (d) => p.requests.push(d.toString('latin1')));
-    client.pipe(upstream).pipe(client);
-    const drop = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
-    client.on('error', drop); upstream.on('error', drop); client.on('close', drop); upstream.on('close', drop);
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  p.url = `http://127.0.0.1:${server.address().port}`;
-  p.cut = () => { for (const s of sockets) s.destroy(); sockets.clear(); };
-  p.close = () => new Promise((ok) => { p.cut(); server.close(ok); });
-  cleanup.push(p.close);
-  return p;
-}
-
 /** Resolves when `cond()` holds, checked whenever `emitter` fires `event`. */
 const until = (target, event, cond) => new Promise((ok) => {
   if (cond()) { ok(); return; }
@@ -147,7 +125,8 @@ const until = (target, event, cond) => new Promise((ok) => {
 });
 
 test('eventsource resumes after a forced disconnect with every missed event exactly once, in order', async () => {
-  const p = await proxy(node.url);
+  const p = await tcpProxy(node.url);
+  cleanup.push(p.close);
   const es = new EventSource(`${p.url}/sse/feed?channel=news&access_token=${token({ sub: 'reader' })}`);
   cleanup.push(async () => es.close());
   const got = [];
