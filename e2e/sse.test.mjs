@@ -276,6 +276,21 @@ test('an idle stream carries keep-alive comments', async () => {
   s.close();
 });
 
+test('a stream ends when its token expires, and a fresh token resumes it', async () => {
+  const exp = Math.floor(Date.now() / 1000) + 2;
+  const s = await openStream(`/sse/feed?channel=ticker:EXP&access_token=${token({ exp })}`);
+  await s.waitFor((f) => f.retry);
+  await publishOk('ticker:EXP', { n: 1 });
+  const seen = await s.waitFor((f) => f.event === 'post');
+  await s.ended;
+  assert.ok(Date.now() / 1000 >= exp - 1, 'the stream lasted until the token expired');
+  await publishOk('ticker:EXP', { n: 2 });
+  const again = await openStream(`/sse/feed?channel=ticker:EXP&access_token=${token()}&lastEventId=${seen.id}`);
+  const missed = await again.waitFor((f) => f.event === 'post');
+  assert.equal(JSON.parse(missed.data).n, 2);
+  again.close();
+});
+
 test('the publish API refuses bad credentials, malformed bodies and unknown plugins', async () => {
   const good = { plugin: 'feed', channel: 'news', event: 'post', data: { n: 0 } };
   const missing = await publish(good, { key: null });

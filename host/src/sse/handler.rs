@@ -43,11 +43,13 @@ pub(super) async fn subscribe(
             limits.max_channels,
         ));
     }
-    let principal = match (state.config.auth_mode(&slot.name), token) {
+    let verified = match (state.config.auth_mode(&slot.name), token) {
         (AuthMode::None, _) | (AuthMode::Optional, None) => None,
         (AuthMode::Required, None) => return Err(AuthError::Missing.into()),
-        (_, Some(token)) => Some(state.verifier.verify(&token)?.principal),
+        (_, Some(token)) => Some(state.verifier.verify(&token)?),
     };
+    let expires_at = verified.as_ref().and_then(|v| v.expires_at);
+    let principal = verified.map(|v| v.principal);
     let conn = Connection {
         id: format!("sse-{}", NEXT_STREAM.fetch_add(1, Ordering::Relaxed)),
         namespace: slot.mount.clone(),
@@ -87,6 +89,7 @@ pub(super) async fn subscribe(
         &StreamSettings {
             retry: Duration::from_millis(limits.retry_ms),
             keep_alive: Duration::from_millis(limits.keep_alive_ms.max(1)),
+            expires_at,
         },
     ))
 }

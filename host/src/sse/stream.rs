@@ -3,7 +3,7 @@
 //! cut off or the node shuts down.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,10 @@ pub const RESYNC_EVENT: &str = "resync";
 pub(super) struct StreamSettings {
     pub retry: Duration,
     pub keep_alive: Duration,
+    /// The token's `exp` (seconds since the epoch): the stream ends then, so
+    /// a stream never outlives its credential; the client reconnects with a
+    /// fresh token (and `lastEventId`) and loses nothing.
+    pub expires_at: Option<u64>,
 }
 
 pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Response {
@@ -33,8 +37,23 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
         );
     }
     let mut closing = sub.closing.clone();
+    let expiry = settings.expires_at.map(|exp| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Duration::from_secs(exp).saturating_sub(now)
+    });
     let shutdown = async move {
-        let _ = closing.wait_for(|c| *c).await;
+        let expired = async {
+            match expiry {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => {}
+            () = expired => {}
+        }
     };
     // The subscription lives inside the stream: dropping the body unsubscribes.
     let live = stream::unfold(sub, |mut sub| async move {
