@@ -14,6 +14,11 @@
 //! dropped an event after that id (history size or age), or the id predates
 //! what this node knows (it restarted), the client gets a `resync` event
 //! naming those channels instead of a silent gap.
+//!
+//! For a cluster: ids are already Redis Streams ids. Keeping one Redis Stream
+//! per plugin (the channel as a field) preserves the single total order a
+//! stream's one Last-Event-ID relies on; one stream per channel would need
+//! merging by id before delivery to keep it.
 
 mod error;
 mod history;
