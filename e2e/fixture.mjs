@@ -51,7 +51,7 @@ export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args 
     let out = '';
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on (http:\/\/\S+)/);
+      const m = out.match(/listening on (https?:\/\/\S+)/);
       if (m) ok(m[1]);
     });
     proc.on('exit', (code) => fail(new Error(`portico exited with ${code} before listening:\n${logs}`)));

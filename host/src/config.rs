@@ -40,6 +40,9 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    pub sse: SseConfig,
+    pub api: ApiConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -55,6 +58,9 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             cors: CorsConfig::default(),
             plugins: BTreeMap::new(),
+            sse: SseConfig::default(),
+            api: ApiConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -217,6 +223,70 @@ pub struct CorsConfig {
     /// Origins allowed, e.g. `["https://app.example.com"]`; `["*"]` allows
     /// any origin (without credentials); empty (default): same origin only.
     pub allowed_origins: Vec<String>,
+}
+
+/// Server-Sent Events streams (`GET /sse/<plugin>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SseConfig {
+    /// Events kept per channel for resuming.
+    pub history_size: usize,
+    /// Oldest event kept per channel, in seconds.
+    pub history_max_age_secs: u64,
+    /// Interval of keep-alive comments on an idle stream.
+    pub keep_alive_ms: u64,
+    /// Reconnect delay suggested to clients (`retry:`).
+    pub retry_ms: u64,
+    /// Events queued per stream; a reader that falls further behind is cut
+    /// off and resumes from history.
+    pub buffer: usize,
+    /// Channels one stream may subscribe to.
+    pub max_channels: usize,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            history_size: 1000,
+            history_max_age_secs: 300,
+            keep_alive_ms: 15_000,
+            retry_ms: 2_000,
+            buffer: 256,
+            max_channels: 32,
+        }
+    }
+}
+
+/// The server publish API (`POST /api/v1/publish`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Keys accepted as `Authorization: Bearer <key>`.
+    pub keys: Vec<String>,
+    /// A JWT whose claim `role_claim` is (or contains) this role may publish too.
+    pub publish_role: Option<String>,
+    /// The claim holding roles: a string or an array of strings.
+    pub role_claim: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            publish_role: None,
+            role_claim: "role".into(),
+        }
+    }
+}
+
+/// TLS on the listener: with both set, it serves HTTPS with ALPN `h2, http/1.1`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

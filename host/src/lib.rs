@@ -5,13 +5,22 @@
 //! - [`plugins`]: the wasm runtime and the registry of mounted plugins.
 //! - [`auth`]: JWT verification.
 //! - [`config`]: the configuration file, environment and flags.
+//! - [`sse`]: Server-Sent Events streams of a plugin's channels.
+//! - [`channels`]: ids, history and SSE subscribers of channels.
+//! - [`publish`]: the server publish API.
+//! - [`tls`]: HTTPS with HTTP/2.
 //! - [`ops`]: health probes and the AsyncAPI document.
 //! - [`server`]: wiring it together on one listener.
 
 pub mod auth;
+pub mod channels;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod http_error;
 pub mod ops;
 pub mod plugins;
+pub mod publish;
 pub mod server;
+pub mod sse;
+pub mod tls;

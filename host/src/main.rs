@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Compiled-plugin cache directory.
     #[arg(long, env = "PORTICO_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Key accepted by the publish API (`Authorization: Bearer <key>`), besides `api.keys`.
+    #[arg(long, env = "PORTICO_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Serve the demo page at / and hand out dev tokens (development only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
@@ -166,6 +169,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);
     }
+    if let Some(key) = args.api_key {
+        config.api.keys.push(key);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,7 +179,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         // Scripts and tests wait for this exact line to learn the real port.
-        println!("listening on http://{}", server.local_addr());
+        println!("listening on {}", server.url());
         server.run(shutdown_signal()).await.context("serving")
     })
 }

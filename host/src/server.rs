@@ -10,10 +10,12 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthMode, Verifier};
+use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::config::Config;
 use crate::gateway;
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::{publish, sse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +39,8 @@ pub enum StartError {
         "auth mode is `required` but no verification key is configured: set --jwt-secret (PORTICO_JWT_SECRET) or use --auth none"
     )]
     NoAuthKey,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What every part of the node shares. Each responsibility (gateway, SSE,
@@ -47,6 +51,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub verifier: Arc<Verifier>,
     pub io: SocketIo,
+    /// Channels' ids, history and SSE subscribers.
+    pub channels: Arc<Hub>,
 }
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
@@ -54,6 +60,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     pub state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -101,12 +108,25 @@ impl Server {
             .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
             .build_layer();
 
+        let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+        let channels = Arc::new(Hub::new(HubSettings {
+            history: HistoryLimits {
+                size: config.sse.history_size,
+                max_age: Duration::from_secs(config.sse.history_max_age_secs),
+            },
+            buffer: config.sse.buffer,
+        }));
+        channels.spawn_sweeper(Duration::from_secs(
+            config.sse.history_max_age_secs.clamp(1, 60),
+        ));
+
         load_plugin_dir(&registry, &config).await?;
         let connections = Arc::new(gateway::ConnectionLimiter::new(&config.throttle));
         for slot in registry.list() {
             let mode = config.auth_mode(&slot.name);
             tracing::info!(plugin = %slot.name, namespace = %slot.mount, version = %slot.active().manifest.version, auth = ?mode, "mounted");
             let limits = gateway::EventLimits::for_plugin(&config, &slot.name);
+            let space = channels.space(&slot.name);
             gateway::mount(
                 &io,
                 slot,
@@ -114,6 +134,7 @@ impl Server {
                 verifier.clone(),
                 limits,
                 connections.clone(),
+                space,
             );
         }
         let cors = cors_layer(&config.cors)?;
@@ -130,12 +151,14 @@ impl Server {
             registry,
             verifier,
             io,
+            channels,
         };
         let router = router(state.clone()).layer(layer).layer(cors);
         Ok(Self {
             listener,
             router,
             state,
+            tls,
         })
     }
 
@@ -145,23 +168,60 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serve until `shutdown` resolves.
+    /// `http://HOST:PORT`, or `https://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
+    }
+
+    /// Serve until `shutdown` resolves. HTTP/1.1 and HTTP/2 (h2c with prior
+    /// knowledge) on a plain listener; with TLS, ALPN picks `h2` or
+    /// `http/1.1`. At shutdown SSE streams end first, so no connection waits
+    /// on an endless response.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let channels = self.state.channels.clone();
+        let shutdown = async move {
+            shutdown.await;
+            channels.close();
+        };
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        match self.tls {
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(config) => {
+                let handle = axum_server::Handle::<SocketAddr>::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(config),
+                );
+                axum_server::Server::<SocketAddr>::from_listener(self.listener)
+                    .acceptor(acceptor)
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+        }
     }
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
 fn router(state: AppState) -> Router {
-    let mut router = Router::new().merge(ops::router());
+    let mut router = Router::new()
+        .merge(ops::router())
+        .merge(sse::router())
+        .merge(publish::router());
     if state.config.demo {
         router = router.merge(crate::demo::router());
     }

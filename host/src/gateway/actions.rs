@@ -51,6 +51,11 @@ async fn apply_one(
             include_sender,
         } => {
             let data = wire::single(&data_json)?;
+            // SSE subscribers of the channel (history, ids) get it too.
+            t.mount
+                .channels
+                .publish(&channel, &event, &data)
+                .map_err(|e| e.to_string())?;
             let ops = if include_sender {
                 socket.within(channel.clone())
             } else {

@@ -24,6 +24,8 @@ pub struct Mount {
     pub(super) io: SocketIo,
     pub(super) limits: EventLimits,
     pub(super) connections: Arc<ConnectionLimiter>,
+    /// The plugin's channels: publications also reach SSE subscribers.
+    pub(super) channels: Arc<crate::channels::Space>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -52,6 +54,7 @@ pub fn mount(
     verifier: Arc<Verifier>,
     limits: EventLimits,
     connections: Arc<ConnectionLimiter>,
+    channels: Arc<crate::channels::Space>,
 ) {
     let path = slot.mount.clone();
     let mount = Arc::new(Mount {
@@ -61,6 +64,7 @@ pub fn mount(
         io: io.clone(),
         limits,
         connections,
+        channels,
     });
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();

@@ -1,0 +1,31 @@
+//! Channels: one publication reaches a plugin's Socket.IO room and its SSE
+//! subscribers alike. This module keeps the SSE side: ids, bounded history
+//! and subscriber queues (the Socket.IO side is socketioxide's rooms).
+//!
+//! # Ids and resuming
+//!
+//! Every event gets an id `"<unix_ms>-<seq>"` (the Redis Streams format) from
+//! its plugin's clock: strictly increasing across all of that plugin's
+//! channels, and time-based so ids keep growing across restarts. A stream
+//! delivers events in id order whatever channel they come from, so the last id
+//! a client saw says "I have everything of my channels up to here": one
+//! `Last-Event-ID` resumes every channel of a stream by sending, per channel,
+//! the retained events after it, merged in id order. When a channel already
+//! dropped an event after that id (history size or age), or the id predates
+//! what this node knows (it restarted), the client gets a `resync` event
+//! naming those channels instead of a silent gap.
+//!
+//! For a cluster: ids are already Redis Streams ids. Keeping one Redis Stream
+//! per plugin (the channel as a field) preserves the single total order a
+//! stream's one Last-Event-ID relies on; one stream per channel would need
+//! merging by id before delivery to keep it.
+
+mod error;
+mod history;
+mod hub;
+mod id;
+
+pub use error::ChannelError;
+pub use history::{Entry, HistoryLimits};
+pub use hub::{Hub, HubSettings, Resync, Space, Subscription};
+pub use id::{BadId, EventId};

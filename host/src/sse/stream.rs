@@ -1,0 +1,77 @@
+//! A subscription as an SSE body: `retry:`, the backlog, a `resync` event if
+//! needed, then live events with keep-alive comments, until the subscriber is
+//! cut off or the node shuts down.
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, stream};
+use serde_json::json;
+
+use crate::channels::{Entry, Subscription};
+
+/// Event sent when a channel cannot be resumed: the client should reload the
+/// channel's state. Its `data` is `{"channels": [...]}`.
+pub const RESYNC_EVENT: &str = "resync";
+
+pub(super) struct StreamSettings {
+    pub retry: Duration,
+    pub keep_alive: Duration,
+    /// The token's `exp` (seconds since the epoch): the stream ends then, so
+    /// a stream never outlives its credential; the client reconnects with a
+    /// fresh token (and `lastEventId`) and loses nothing.
+    pub expires_at: Option<u64>,
+}
+
+pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Response {
+    let mut first = vec![Event::default().retry(settings.retry)];
+    first.extend(std::mem::take(&mut sub.backlog).iter().map(|e| event(e)));
+    if let Some(resync) = sub.resync.take() {
+        first.push(
+            Event::default()
+                .id(resync.id.to_string())
+                .event(RESYNC_EVENT)
+                .data(json!({ "channels": resync.channels }).to_string()),
+        );
+    }
+    let mut closing = sub.closing.clone();
+    let expiry = settings.expires_at.map(|exp| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Duration::from_secs(exp).saturating_sub(now)
+    });
+    let shutdown = async move {
+        let expired = async {
+            match expiry {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => {}
+            () = expired => {}
+        }
+    };
+    // The subscription lives inside the stream: dropping the body unsubscribes.
+    let live = stream::unfold(sub, |mut sub| async move {
+        let entry = sub.live.recv().await?;
+        Some((event(&entry), sub))
+    });
+    let events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> =
+        Box::pin(stream::iter(first).chain(live).take_until(shutdown));
+    let body = Sse::new(events.map(Ok::<_, Infallible>))
+        .keep_alive(KeepAlive::new().interval(settings.keep_alive));
+    // Ask buffering proxies (nginx) to pass events through at once.
+    ([("x-accel-buffering", "no")], body).into_response()
+}
+
+/// Names were checked when published (no newlines), and `data` is compact JSON.
+fn event(e: &Entry) -> Event {
+    Event::default()
+        .id(e.id.to_string())
+        .event(&e.event)
+        .data(&e.data)
+}
