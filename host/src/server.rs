@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::config::Config;
-use crate::gateway;
+use crate::gateway::Gateway;
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 use crate::{publish, sse};
@@ -51,6 +51,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub verifier: Arc<Verifier>,
     pub io: SocketIo,
+    pub gateway: Arc<Gateway>,
     /// Channels' ids, history and SSE subscribers.
     pub channels: Arc<Hub>,
 }
@@ -121,21 +122,15 @@ impl Server {
         ));
 
         load_plugin_dir(&registry, &config).await?;
-        let connections = Arc::new(gateway::ConnectionLimiter::new(&config.throttle));
+        let config = Arc::new(config);
+        let gateway = Arc::new(Gateway::new(
+            io.clone(),
+            verifier.clone(),
+            channels.clone(),
+            config.clone(),
+        ));
         for slot in registry.list() {
-            let mode = config.auth_mode(&slot.name);
-            tracing::info!(plugin = %slot.name, namespace = %slot.mount, version = %slot.active().manifest.version, auth = ?mode, "mounted");
-            let limits = gateway::EventLimits::for_plugin(&config, &slot.name);
-            let space = channels.space(&slot.name);
-            gateway::mount(
-                &io,
-                slot,
-                mode,
-                verifier.clone(),
-                limits,
-                connections.clone(),
-                space,
-            );
+            gateway.mount(slot);
         }
         let cors = cors_layer(&config.cors)?;
 
@@ -147,8 +142,9 @@ impl Server {
                     source,
                 })?;
         let state = AppState {
-            config: Arc::new(config),
+            config,
             registry,
+            gateway,
             verifier,
             io,
             channels,

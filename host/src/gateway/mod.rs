@@ -3,10 +3,12 @@
 
 mod actions;
 mod mount;
+mod namespaces;
 mod session;
 mod throttle;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
-pub use mount::{Mount, Refusal, mount};
+pub use mount::{Mount, Refusal};
+pub use namespaces::Gateway;
 pub use throttle::{ConnectionLimiter, EventLimits};

@@ -45,27 +45,11 @@ impl From<AuthError> for Refusal {
     }
 }
 
-/// Serve `slot` on its namespace, its sockets throttled by `limits` and new
-/// connections by the node-wide per-IP `connections` limiter.
-pub fn mount(
-    io: &SocketIo,
-    slot: Arc<PluginSlot>,
-    auth: AuthMode,
-    verifier: Arc<Verifier>,
-    limits: EventLimits,
-    connections: Arc<ConnectionLimiter>,
-    channels: Arc<crate::channels::Space>,
-) {
-    let path = slot.mount.clone();
-    let mount = Arc::new(Mount {
-        slot,
-        auth,
-        verifier,
-        io: io.clone(),
-        limits,
-        connections,
-        channels,
-    });
+/// Register the namespace's handshake and handlers with socketioxide.
+pub(super) fn serve(mount: Mount) {
+    let path = mount.slot.mount.clone();
+    let io = mount.io.clone();
+    let mount = Arc::new(mount);
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
         async move { handshake(mount, socket, auth.unwrap_or_default()).await }

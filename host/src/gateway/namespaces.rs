@@ -1,0 +1,62 @@
+//! The gateway as a whole: what every namespace shares (the Socket.IO
+//! instance, the verifier, the per-IP limiter, the channel hub), and mounting
+//! a plugin on its namespace, at start or later (hot-load, replication).
+
+use std::sync::Arc;
+
+use socketioxide::SocketIo;
+
+use super::mount::{self, Mount};
+use super::throttle::{ConnectionLimiter, EventLimits};
+use crate::auth::Verifier;
+use crate::channels::Hub;
+use crate::config::Config;
+use crate::plugins::PluginSlot;
+
+pub struct Gateway {
+    io: SocketIo,
+    verifier: Arc<Verifier>,
+    connections: Arc<ConnectionLimiter>,
+    channels: Arc<Hub>,
+    config: Arc<Config>,
+}
+
+impl Gateway {
+    pub fn new(
+        io: SocketIo,
+        verifier: Arc<Verifier>,
+        channels: Arc<Hub>,
+        config: Arc<Config>,
+    ) -> Self {
+        let connections = Arc::new(ConnectionLimiter::new(&config.throttle));
+        Self {
+            io,
+            verifier,
+            connections,
+            channels,
+            config,
+        }
+    }
+
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// Serve `slot` on its namespace with the auth mode and event limits
+    /// configured for it. Later versions of the plugin are picked up by the
+    /// slot itself; mounting happens once per plugin name.
+    pub fn mount(&self, slot: Arc<PluginSlot>) {
+        let name = slot.name.clone();
+        let mount = Mount {
+            auth: self.config.auth_mode(&name),
+            verifier: self.verifier.clone(),
+            io: self.io.clone(),
+            limits: EventLimits::for_plugin(&self.config, &name),
+            connections: self.connections.clone(),
+            channels: self.channels.space(&name),
+            slot,
+        };
+        tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");
+        mount::serve(mount);
+    }
+}
