@@ -4,7 +4,9 @@
 mod actions;
 mod mount;
 mod session;
+mod unmount;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
 pub use mount::{Mount, Refusal, mount};
+pub use unmount::{PLUGIN_REMOVED, unmount};
