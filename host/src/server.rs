@@ -227,8 +227,12 @@ async fn load_plugin_dir(
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
             continue;
         };
-        if registry.get(&name).is_some() || removed.contains(&name) {
+        if registry.get(&name).is_some() {
             tracing::info!(file = %path.display(), "plugin {name} comes from the data directory; file not loaded");
+            continue;
+        }
+        if removed.contains(&name) {
+            tracing::info!(file = %path.display(), "plugin {name} was removed through the admin API; file not loaded");
             continue;
         }
         match load_one(registry, config, &name, &path).await {
