@@ -204,8 +204,29 @@ pub struct PluginConfig {
     pub max_warm_instances: Option<usize>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
-    /// Values the plugin reads with `config::get`.
+    /// Values the plugin reads with `config::get`. Numbers and booleans are
+    /// taken as their text (`PORTICO_PLUGINS__CHAT__CONFIG__MAX_TEXT=10`).
+    #[serde(deserialize_with = "scalars_as_strings")]
     pub config: HashMap<String, String>,
+}
+
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let raw = HashMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((k, v.to_string()))
+            }
+            other => Err(D::Error::custom(format!(
+                "config value {k:?} must be a string, number or boolean, not {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
 }
 
 impl Config {

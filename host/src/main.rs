@@ -39,10 +39,20 @@ enum Command {
 #[derive(clap::Args)]
 struct AdminArgs {
     /// Base URL of the node (or of its admin listener).
-    #[arg(long, env = "PORTICO_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "PORTICO_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// Admin token.
-    #[arg(long, env = "PORTICO_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PORTICO_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
     /// Print the API's JSON answer instead of a summary.
     #[arg(long, global = true)]
@@ -278,7 +288,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("admin listening on http://{addr}");
         }
         if !server.state.admin.enabled() {
-            tracing::info!("admin API disabled: no admin token (--admin-token, PORTICO_ADMIN_TOKEN)");
+            tracing::info!(
+                "admin API disabled: no admin token (--admin-token, PORTICO_ADMIN_TOKEN)"
+            );
         }
         server.run(shutdown_signal()).await.context("serving")
     })
@@ -334,7 +346,10 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
                 scaffold::generate(&name, &dir, &sdk)?;
                 println!("created plugin {name} in {}", dir.display());
-                println!("  cd {} && cargo test && cargo build --target wasm32-wasip2 --release", dir.display());
+                println!(
+                    "  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+                    dir.display()
+                );
                 println!(
                     "  portico plugin push target/wasm32-wasip2/release/{}.wasm --name {name}",
                     name.replace('-', "_")
@@ -356,15 +371,22 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                         .map(str::to_owned)
                         .context("cannot name the plugin from the file name: pass --name")?,
                 };
-                let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let mut query: Vec<(String, String)> =
-                    config.into_iter().map(|(k, v)| (format!("config.{k}"), v)).collect();
+                let wasm =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let mut query: Vec<(String, String)> = config
+                    .into_iter()
+                    .map(|(k, v)| (format!("config.{k}"), v))
+                    .collect();
                 query.extend(set);
                 if let Some(pct) = canary {
                     query.push(("canary".into(), pct.to_string()));
                 }
                 let p = connect(&admin).push(&name, wasm, &query)?;
-                let verb = if canary.is_some() { "canary started" } else { "active" };
+                let verb = if canary.is_some() {
+                    "canary started"
+                } else {
+                    "active"
+                };
                 let line = format!("pushed {}: {verb}\n", client::describe_plugin(&p));
                 output(&admin, p, line);
             }

@@ -122,7 +122,10 @@ impl Client {
     }
 
     pub fn rollback(&self, name: &str, to: Option<&str>) -> Result<Value, ClientError> {
-        let query: Vec<_> = to.map(|t| ("to".to_owned(), t.to_owned())).into_iter().collect();
+        let query: Vec<_> = to
+            .map(|t| ("to".to_owned(), t.to_owned()))
+            .into_iter()
+            .collect();
         self.send("POST", &format!("/plugins/{name}/rollback"), &query, None)
     }
 
@@ -161,7 +164,17 @@ pub fn describe_plugin(p: &Value) -> String {
 pub fn plugin_table(list: &Value) -> String {
     let mut out = format!(
         "{:<16} {:<12} {:>4} {:<14} {:>6} {:>9} {:>7} {:>6} {:>9} {:>9}  {}\n",
-        "NAME", "VERSION", "REV", "SHA256", "CONNS", "EVENTS", "ERRORS", "TRAPS", "P50_US", "P99_US", "MOUNT"
+        "NAME",
+        "VERSION",
+        "REV",
+        "SHA256",
+        "CONNS",
+        "EVENTS",
+        "ERRORS",
+        "TRAPS",
+        "P50_US",
+        "P99_US",
+        "MOUNT"
     );
     let empty = vec![];
     for p in list["plugins"].as_array().unwrap_or(&empty) {
@@ -182,7 +195,11 @@ pub fn plugin_table(list: &Value) -> String {
             p["mount"].as_str().unwrap_or("?"),
             p["canary"]
                 .as_object()
-                .map(|k| format!("  (canary {} at {} %)", k["version"].as_str().unwrap_or("?"), k["percent"]))
+                .map(|k| format!(
+                    "  (canary {} at {} %)",
+                    k["version"].as_str().unwrap_or("?"),
+                    k["percent"]
+                ))
                 .unwrap_or_default(),
         ));
     }
@@ -191,7 +208,10 @@ pub fn plugin_table(list: &Value) -> String {
 
 /// The revision table of `portico plugin versions`.
 pub fn versions_table(v: &Value) -> String {
-    let mut out = format!("{:>4} {:<12} {:<14} {:>9}  {}\n", "REV", "VERSION", "SHA256", "BYTES", "STATE");
+    let mut out = format!(
+        "{:>4} {:<12} {:<14} {:>9}  {}\n",
+        "REV", "VERSION", "SHA256", "BYTES", "STATE"
+    );
     let empty = vec![];
     for r in v["revisions"].as_array().unwrap_or(&empty) {
         let state = match (r["active"].as_bool(), r["canary"].as_bool()) {

@@ -61,8 +61,10 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
         }
-        assert!(doc["paths"]["/admin/v1/plugins/{name}"]["put"]["requestBody"]["content"]
-            .get("application/wasm")
-            .is_some());
+        assert!(
+            doc["paths"]["/admin/v1/plugins/{name}"]["put"]["requestBody"]["content"]
+                .get("application/wasm")
+                .is_some()
+        );
     }
 }

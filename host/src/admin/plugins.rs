@@ -18,7 +18,12 @@ use crate::server::AppState;
 #[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",
     responses((status = 200, body = PluginList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<PluginList> {
-    let plugins = state.registry.list().iter().map(|s| view::plugin(s)).collect();
+    let plugins = state
+        .registry
+        .list()
+        .iter()
+        .map(|s| view::plugin(s))
+        .collect();
     Json(PluginList { plugins })
 }
 
@@ -81,10 +86,12 @@ pub(super) async fn put_plugin(
         .registry
         .prepare(&name, body.to_vec().into(), &upload.settings)
         .await?;
-    let (installed, rev) =
-        state
-            .registry
-            .deploy(&name, upload.settings.mount.clone(), version, upload.rollout)?;
+    let (installed, rev) = state.registry.deploy(
+        &name,
+        upload.settings.mount.clone(),
+        version,
+        upload.rollout,
+    )?;
     removed.remove(&name);
     let slot = installed.slot().clone();
     let v = &rev.version;

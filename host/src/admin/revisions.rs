@@ -40,7 +40,10 @@ pub(super) async fn rollback(
     Query(q): Query<RollbackQuery>,
 ) -> Result<Json<PluginView>> {
     let removed = state.admin.lock.lock().await;
-    let slot = state.registry.get(&name).ok_or(ApiError::NotFound(name.clone()))?;
+    let slot = state
+        .registry
+        .get(&name)
+        .ok_or(ApiError::NotFound(name.clone()))?;
     let rev = slot.rollback(q.to.as_deref())?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "rolled back");
     persist(&state, &removed).await;
@@ -56,7 +59,10 @@ pub(super) async fn promote(
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>> {
     let removed = state.admin.lock.lock().await;
-    let slot = state.registry.get(&name).ok_or(ApiError::NotFound(name.clone()))?;
+    let slot = state
+        .registry
+        .get(&name)
+        .ok_or(ApiError::NotFound(name.clone()))?;
     let rev = slot.promote()?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "canary promoted");
     persist(&state, &removed).await;

@@ -26,7 +26,9 @@ pub fn default_sdk() -> Option<SdkSource> {
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
     /// The name cannot be a plugin name.
-    #[error("plugin name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter")]
+    #[error(
+        "plugin name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter"
+    )]
     BadName(String),
     /// The target directory exists and is not empty.
     #[error("{0} already exists and is not empty")]
@@ -215,12 +217,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("portico-scaffold-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sdk = SdkSource::Version("0.1".into());
-        assert!(matches!(generate("Bad", &dir, &sdk), Err(ScaffoldError::BadName(_))));
+        assert!(matches!(
+            generate("Bad", &dir, &sdk),
+            Err(ScaffoldError::BadName(_))
+        ));
         let files = generate("my-plugin", &dir, &sdk).unwrap();
         assert_eq!(files.len(), 4);
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct MyPlugin;"));
-        assert!(matches!(generate("my-plugin", &dir, &sdk), Err(ScaffoldError::Exists(_))));
+        assert!(matches!(
+            generate("my-plugin", &dir, &sdk),
+            Err(ScaffoldError::Exists(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

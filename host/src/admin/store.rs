@@ -100,7 +100,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Write `bytes` to `path` through a temporary file and a rename.
@@ -166,7 +167,11 @@ impl DataDir {
                     sha256: v.sha256.clone(),
                     version: v.manifest.version.clone(),
                     installed_at_ms: millis(r.installed_at),
-                    config: v.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    config: v
+                        .config
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     limits: SavedLimits {
                         call_timeout_ms: v.limits.call_timeout.as_millis() as u64,
                         memory_bytes: v.limits.memory_bytes,

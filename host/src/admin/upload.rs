@@ -37,7 +37,12 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<()> {
         return Ok(());
     };
     let ct = value.to_str().unwrap_or("?");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/wasm" | "application/octet-stream" => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(ct.to_owned())),
@@ -51,9 +56,9 @@ pub struct Upload {
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("query parameter {key}={value:?} is not a number")))
+    value.parse().map_err(|_| {
+        ApiError::BadRequest(format!("query parameter {key}={value:?} is not a number"))
+    })
 }
 
 /// Parse the query over the plugin's configured settings: `config.KEY` values
@@ -66,7 +71,9 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
         let (key, value) = (key.as_ref(), value.as_ref());
         if let Some(k) = key.strip_prefix("config.") {
             if k.is_empty() {
-                return Err(ApiError::BadRequest("config. needs a key: config.KEY=VALUE".into()));
+                return Err(ApiError::BadRequest(
+                    "config. needs a key: config.KEY=VALUE".into(),
+                ));
             }
             settings.config.insert(k.to_owned(), value.to_owned());
             continue;

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use crate::plugins::{Canary, PluginSlot, PluginVersion, Revision, SlotEvent};
 
 fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A mounted plugin and its active version.
@@ -156,7 +157,11 @@ pub struct ErrorDetail {
 
 pub fn counters(v: &PluginVersion) -> CountersView {
     let c = &v.counters;
-    let us = |q| c.call_time.quantile(q).map(|d| d.as_nanos() as f64 / 1000.0);
+    let us = |q| {
+        c.call_time
+            .quantile(q)
+            .map(|d| d.as_nanos() as f64 / 1000.0)
+    };
     CountersView {
         calls: c.calls.load(Ordering::Relaxed),
         events: c.events.load(Ordering::Relaxed),

@@ -87,7 +87,9 @@ pub enum RegistryError {
     #[error("no canary is running")]
     NoCanary,
     /// A canary needs an active version to share connections with.
-    #[error("plugin {0:?} is not mounted: a canary needs an active version, upload it without `canary` first")]
+    #[error(
+        "plugin {0:?} is not mounted: a canary needs an active version, upload it without `canary` first"
+    )]
     CanaryNeedsActive(String),
     /// A plugin's mount cannot change while it is mounted.
     #[error("plugin is mounted on {current}; remove it before mounting it on {mount}")]

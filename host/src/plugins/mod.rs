@@ -17,13 +17,13 @@ mod stats;
 mod types;
 mod version;
 
-pub use engine::{EngineSettings, PluginEngine, sha256_hex};
 pub use canary::{Canary, CanaryPolicy};
+pub use engine::{EngineSettings, PluginEngine, sha256_hex};
 pub use error::{CallError, LoadError, RegistryError};
 pub use kv::{KvError, KvSpace, KvStore};
 pub use registry::{
-    ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision, Rollout,
-    SlotEvent,
+    ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
+    Rollout, SlotEvent,
 };
 pub use stats::Histogram;
 pub use types::{

@@ -160,7 +160,13 @@ impl PluginSlot {
 
     /// Recent events, oldest first.
     pub fn events(&self) -> Vec<SlotEvent> {
-        self.history.lock().unwrap().events.iter().cloned().collect()
+        self.history
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Make an earlier revision active: `to` is a revision id, a manifest
@@ -185,13 +191,18 @@ impl PluginSlot {
                 .max_by_key(|r| r.id)
                 .cloned()
                 .ok_or(RegistryError::NoPrevious)?,
-            Some(sel) => select(&h, sel).ok_or_else(|| RegistryError::NoSuchRevision(sel.into()))?,
+            Some(sel) => {
+                select(&h, sel).ok_or_else(|| RegistryError::NoSuchRevision(sel.into()))?
+            }
         };
         if let Some(c) = self.canary.swap(None) {
             c.version.retire();
         }
         self.activate(&mut h, &target);
-        let message = format!("version {} is active again", target.version.manifest.version);
+        let message = format!(
+            "version {} is active again",
+            target.version.manifest.version
+        );
         push_event(&mut h, "rolled_back", target.id, message);
         Ok(target)
     }
@@ -203,7 +214,10 @@ impl PluginSlot {
         let target = find(&h, canary.revision).ok_or(RegistryError::NoCanary)?;
         self.activate(&mut h, &target);
         self.canary.store(None);
-        let message = format!("version {} is active for all", target.version.manifest.version);
+        let message = format!(
+            "version {} is active for all",
+            target.version.manifest.version
+        );
         push_event(&mut h, "canary_promoted", target.id, message);
         Ok(target)
     }
@@ -405,7 +419,12 @@ impl Registry {
                 installed_at: SystemTime::now(),
             };
             let slot = Arc::new(PluginSlot::new(name, mount, first.clone()));
-            push_event(&mut slot.history.lock().unwrap(), "deployed", 1, "mounted".into());
+            push_event(
+                &mut slot.history.lock().unwrap(),
+                "deployed",
+                1,
+                "mounted".into(),
+            );
             slots.insert(name.to_owned(), slot.clone());
             return Ok((Installed::New(slot), first));
         };

@@ -89,7 +89,20 @@ mod tests {
 
     #[test]
     fn buckets_are_ordered_and_cover_their_values() {
-        for ns in [0u64, 1, 7, 8, 9, 15, 16, 17, 1000, 1_234_567, u64::MAX / 3, u64::MAX] {
+        for ns in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            17,
+            1000,
+            1_234_567,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let i = index(ns);
             assert!(upper(i) >= ns, "{ns} in bucket {i} with upper {}", upper(i));
             if i > 0 {
