@@ -175,6 +175,15 @@ test('rollback restores the previous behaviour, or a named revision', async () =
   const events = (await plugin(node, 'chat')).events.map((e) => e.kind);
   assert.deepEqual(events, ['deployed', 'deployed', 'rolled_back', 'rolled_back', 'rolled_back']);
   assert.ok(s.connected);
+
+  // History is bounded: ten revisions are kept, the active one always among them.
+  for (let i = 3; i <= 12; i++) assert.equal((await put(node, 'chat', wasm('chat'), `config.version=${i}.0.0`)).status, 200);
+  const kept = (await admin(node, 'GET', '/plugins/chat/versions')).body.revisions;
+  assert.deepEqual(kept.map((r) => r.revision), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  assert.equal(kept.at(-1).active, true);
+  const evicted = await admin(node, 'POST', '/plugins/chat/rollback', { query: 'to=1' });
+  assert.equal(evicted.status, 404);
+  assert.equal((await call(s, 'nick', { name: 'a' })).v, '12.0.0');
 });
 
 test('delete disconnects clients with plugin_removed; a new name mounts live', async () => {

@@ -160,6 +160,15 @@ pub fn describe_plugin(p: &Value) -> String {
     line
 }
 
+/// A JSON value as text that width formatting applies to.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
 /// The plugin table of `portico plugin ls`.
 pub fn plugin_table(list: &Value) -> String {
     let mut out = format!(
@@ -184,12 +193,12 @@ pub fn plugin_table(list: &Value) -> String {
             "{:<16} {:<12} {:>4} {:<14} {:>6} {:>9} {:>7} {:>6} {:>9} {:>9}  {}{}\n",
             p["name"].as_str().unwrap_or("?"),
             p["version"].as_str().unwrap_or("?"),
-            p["revision"],
+            cell(&p["revision"]),
             p["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
-            p["connections"],
-            c["events"],
-            c["errors"],
-            c["traps"],
+            cell(&p["connections"]),
+            cell(&c["events"]),
+            cell(&c["errors"]),
+            cell(&c["traps"]),
             us(&c["p50_us"]),
             us(&c["p99_us"]),
             p["mount"].as_str().unwrap_or("?"),
@@ -221,10 +230,10 @@ pub fn versions_table(v: &Value) -> String {
         };
         out.push_str(&format!(
             "{:>4} {:<12} {:<14} {:>9}  {}\n",
-            r["revision"],
+            cell(&r["revision"]),
             r["version"].as_str().unwrap_or("?"),
             r["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
-            r["size"],
+            cell(&r["size"]),
             state
         ));
     }

@@ -60,6 +60,7 @@ impl ApiError {
             Self::Load(e) => match e {
                 LoadError::NotAComponent(_) => StatusCode::BAD_REQUEST,
                 LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                LoadError::Conflict(_) => StatusCode::CONFLICT,
                 LoadError::WrongWorld(_) | LoadError::Describe(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
@@ -88,6 +89,7 @@ impl ApiError {
                 LoadError::WrongWorld(_) => "wrong_world",
                 LoadError::Describe(_) => "describe_failed",
                 LoadError::TooLarge { .. } => "plugin_too_large",
+                LoadError::Conflict(_) => "mount_taken",
                 LoadError::Io { .. } => "internal",
             },
             Self::Registry(e) => match e {

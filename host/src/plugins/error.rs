@@ -17,6 +17,9 @@ pub enum LoadError {
     /// The plugin is larger than allowed.
     #[error("plugin is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The plugin is valid but cannot be mounted where it was asked to be.
+    #[error("cannot be mounted: {0}")]
+    Conflict(String),
     /// Reading the file failed.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -389,7 +389,7 @@ impl Registry {
         let version = self.prepare(name, wasm, &settings).await?;
         let (installed, _) = self
             .deploy(name, settings.mount, version, Rollout::Now)
-            .expect("an immediate rollout cannot fail");
+            .map_err(|e| LoadError::Conflict(e.to_string()))?;
         Ok(installed)
     }
 
