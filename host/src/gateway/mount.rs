@@ -103,7 +103,7 @@ async fn handshake(
 
     if mount.slot.is_unmounted() {
         return Err(Refusal(Rejection::new(
-            "plugin_removed",
+            super::PLUGIN_REMOVED,
             "this plugin was removed",
         )));
     }
