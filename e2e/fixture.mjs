@@ -41,7 +41,7 @@ export function tempFile(name, text) {
  */
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, '--cache-dir', CACHE_DIR, ...args], {
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...(args.includes('--cache-dir') ? [] : ['--cache-dir', CACHE_DIR]), ...args], {
     env: { ...process.env, PORTICO_LOG: process.env.E2E_LOG ?? 'info', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

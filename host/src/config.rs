@@ -43,6 +43,11 @@ pub struct Config {
     pub sse: SseConfig,
     pub api: ApiConfig,
     pub tls: TlsConfig,
+    /// Where uploaded plugins, their revisions and the active set are kept
+    /// across restarts; unset keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    pub admin: AdminConfig,
+    pub canary: CanaryConfig,
 }
 
 impl Default for Config {
@@ -61,6 +66,53 @@ impl Default for Config {
             sse: SseConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
+            data_dir: None,
+            admin: AdminConfig::default(),
+            canary: CanaryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token of the admin API; unset disables the API.
+    pub token: Option<String>,
+    /// Serve the admin API on this address only, instead of the main listener.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// A canary whose failed calls / calls exceeds this (0.0-1.0) is rolled back.
+    pub max_error_rate: f64,
+    /// The window calls are counted over, in seconds.
+    pub window_secs: u64,
+    /// Calls needed within the window before the rate is judged.
+    pub min_calls: u64,
+    /// How often a running canary is checked, in milliseconds.
+    pub check_interval_ms: u64,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        let p = crate::plugins::CanaryPolicy::default();
+        Self {
+            max_error_rate: p.max_error_rate,
+            window_secs: p.window.as_secs(),
+            min_calls: p.min_calls,
+            check_interval_ms: 500,
+        }
+    }
+}
+
+impl CanaryConfig {
+    pub fn policy(&self) -> crate::plugins::CanaryPolicy {
+        crate::plugins::CanaryPolicy {
+            max_error_rate: self.max_error_rate,
+            window: std::time::Duration::from_secs(self.window_secs.max(1)),
+            min_calls: self.min_calls,
         }
     }
 }

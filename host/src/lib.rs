@@ -3,6 +3,7 @@
 //!
 //! - [`gateway`]: Socket.IO namespaces, one per plugin.
 //! - [`plugins`]: the wasm runtime and the registry of mounted plugins.
+//! - [`admin`]: the admin API, the data directory and the plugin CLI.
 //! - [`auth`]: JWT verification.
 //! - [`config`]: the configuration file, environment and flags.
 //! - [`sse`]: Server-Sent Events streams of a plugin's channels.
@@ -12,6 +13,7 @@
 //! - [`ops`]: health probes and the AsyncAPI document.
 //! - [`server`]: wiring it together on one listener.
 
+pub mod admin;
 pub mod auth;
 pub mod channels;
 pub mod config;

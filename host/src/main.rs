@@ -1,4 +1,5 @@
-//! The `portico` command: `serve` runs a node, `token mint` prints a dev token.
+//! The `portico` command: `serve` runs a node, `token mint` prints a dev token,
+//! `plugin ...` scaffolds plugins and drives a node's admin API.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,103 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Scaffold plugins; push, list, roll back and remove them on a running node.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Base URL of the node (or of its admin listener).
+    #[arg(
+        long,
+        env = "PORTICO_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// Admin token.
+    #[arg(
+        long,
+        env = "PORTICO_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// Print the API's JSON answer instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate that builds for wasm32-wasip2 and has a native test.
+    New {
+        /// Plugin (and crate) name.
+        name: String,
+        /// Directory to create; default ./<name>.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of a local portico-sdk checkout (default: the one this binary was built from).
+        #[arg(long, conflicts_with = "sdk_version")]
+        sdk_path: Option<PathBuf>,
+        /// Depend on this registry version of portico-sdk instead of a path.
+        #[arg(long)]
+        sdk_version: Option<String>,
+    },
+    /// Upload a component: replaces the running version, or mounts a new plugin.
+    Push {
+        /// The .wasm component.
+        file: PathBuf,
+        /// Plugin name; default the file name without .wasm.
+        #[arg(long)]
+        name: Option<String>,
+        /// Plugin config `key=value`; repeatable.
+        #[arg(long = "config", value_parser = parse_claim)]
+        config: Vec<(String, String)>,
+        /// Limit or option `key=value` (call_timeout_ms, memory_limit_mb, isolation, max_warm_instances, mount); repeatable.
+        #[arg(long = "set", value_parser = parse_claim)]
+        set: Vec<(String, String)>,
+        /// Roll out to this percentage of new connections as a canary.
+        #[arg(long)]
+        canary: Option<u8>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List plugins with their active version and counters.
+    Ls {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List a plugin's kept revisions.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make an earlier revision active (default: the one before the active one).
+    Rollback {
+        name: String,
+        /// Revision number, version or sha256 prefix.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a running canary active for everyone.
+    Promote {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Unmount a plugin; its clients are disconnected with `plugin_removed`.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -47,7 +145,7 @@ struct ServeArgs {
     /// Default auth mode of every namespace.
     #[arg(long, env = "PORTICO_AUTH")]
     auth: Option<AuthMode>,
-    /// Compiled-plugin cache directory.
+    /// Compiled-plugin cache directory (default <data-dir>/cache with --data-dir).
     #[arg(long, env = "PORTICO_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Key accepted by the publish API (`Authorization: Bearer <key>`), besides `api.keys`.
@@ -56,6 +154,15 @@ struct ServeArgs {
     /// Serve the demo page at / and hand out dev tokens (development only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
+    /// Keep uploaded plugins, their revisions and the active set here across restarts.
+    #[arg(long, env = "PORTICO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Token of the admin API (/admin/v1); without one the API is disabled.
+    #[arg(long, env = "PORTICO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serve the admin API on this address instead of the main listener.
+    #[arg(long, env = "PORTICO_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -145,6 +252,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args),
+        Command::Plugin { command } => plugin(command),
     }
 }
 
@@ -172,6 +280,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(key) = args.api_key {
         config.api.keys.push(key);
     }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = Some(dir);
+    }
+    if let Some(token) = args.admin_token {
+        config.admin.token = Some(token);
+    }
+    if let Some(addr) = args.admin_listen {
+        config.admin.listen = Some(addr);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,6 +297,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config).await?;
         // Scripts and tests wait for this exact line to learn the real port.
         println!("listening on {}", server.url());
+        if let Some(addr) = server.admin_addr() {
+            println!("admin listening on http://{addr}");
+        }
+        if !server.state.admin.enabled() {
+            tracing::info!(
+                "admin API disabled: no admin token (--admin-token, PORTICO_ADMIN_TOKEN)"
+            );
+        }
         server.run(shutdown_signal()).await.context("serving")
     })
 }
@@ -200,4 +325,119 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// `portico plugin ...`: one request, a summary (or `--json`), exit 1 with a
+/// one-line reason on failure.
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    use portico::admin::client::{self, Client};
+    use portico::admin::scaffold::{self, SdkSource};
+
+    let output = |admin: &AdminArgs, value: serde_json::Value, human: String| {
+        if admin.json {
+            println!("{value}");
+        } else {
+            print!("{human}");
+        }
+    };
+    let connect = |a: &AdminArgs| Client::new(&a.url, a.token.clone());
+    let result: anyhow::Result<()> = (|| {
+        match command {
+            PluginCommand::New {
+                name,
+                dir,
+                sdk_path,
+                sdk_version,
+            } => {
+                let sdk = match (sdk_path, sdk_version) {
+                    (Some(p), _) => SdkSource::Path(p.canonicalize().with_context(|| format!("SDK path {}", p.display()))?),
+                    (None, Some(v)) => SdkSource::Version(v),
+                    (None, None) => scaffold::default_sdk().context(
+                        "no local portico-sdk found: pass --sdk-path <plugin-sdk dir> or --sdk-version <v>",
+                    )?,
+                };
+                let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+                scaffold::generate(&name, &dir, &sdk)?;
+                println!("created plugin {name} in {}", dir.display());
+                println!(
+                    "  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+                    dir.display()
+                );
+                println!(
+                    "  portico plugin push target/wasm32-wasip2/release/{}.wasm --name {name}",
+                    name.replace('-', "_")
+                );
+            }
+            PluginCommand::Push {
+                file,
+                name,
+                config,
+                set,
+                canary,
+                admin,
+            } => {
+                let name = match name {
+                    Some(n) => n,
+                    None => file
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .map(str::to_owned)
+                        .context("cannot name the plugin from the file name: pass --name")?,
+                };
+                let wasm =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let mut query: Vec<(String, String)> = config
+                    .into_iter()
+                    .map(|(k, v)| (format!("config.{k}"), v))
+                    .collect();
+                query.extend(set);
+                if let Some(pct) = canary {
+                    query.push(("canary".into(), pct.to_string()));
+                }
+                let p = connect(&admin).push(&name, wasm, &query)?;
+                let verb = if canary.is_some() {
+                    "canary started"
+                } else {
+                    "active"
+                };
+                let line = format!("pushed {}: {verb}\n", client::describe_plugin(&p));
+                output(&admin, p, line);
+            }
+            PluginCommand::Ls { admin } => {
+                let list = connect(&admin).list()?;
+                let table = client::plugin_table(&list);
+                output(&admin, list, table);
+            }
+            PluginCommand::Versions { name, admin } => {
+                let v = connect(&admin).versions(&name)?;
+                let table = client::versions_table(&v);
+                output(&admin, v, table);
+            }
+            PluginCommand::Rollback { name, to, admin } => {
+                let p = connect(&admin).rollback(&name, to.as_deref())?;
+                let line = format!("rolled back: {}\n", client::describe_plugin(&p));
+                output(&admin, p, line);
+            }
+            PluginCommand::Promote { name, admin } => {
+                let p = connect(&admin).promote(&name)?;
+                let line = format!("promoted: {}\n", client::describe_plugin(&p));
+                output(&admin, p, line);
+            }
+            PluginCommand::Rm { name, admin } => {
+                let r = connect(&admin).remove(&name)?;
+                let line = format!(
+                    "removed {name} from {} ({} clients disconnected)\n",
+                    r["mount"].as_str().unwrap_or("?"),
+                    r["disconnected"]
+                );
+                output(&admin, r, line);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }

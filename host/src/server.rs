@@ -9,6 +9,7 @@ use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
+use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::config::Config;
@@ -31,6 +32,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("data directory: {0}")]
+    DataDir(#[from] crate::admin::StoreError),
     #[error("auth configuration: {0}")]
     Auth(String),
     #[error("cors configuration: {0}")]
@@ -54,18 +57,27 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Channels' ids, history and SSE subscribers.
     pub channels: Arc<Hub>,
+    pub admin: Arc<Admin>,
 }
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    /// The admin API's own listener, when `[admin] listen` is set.
+    admin: Option<(TcpListener, Router)>,
     pub state: AppState,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
-    pub async fn bind(config: Config) -> Result<Self, StartError> {
+    pub async fn bind(mut config: Config) -> Result<Self, StartError> {
+        if config.cache_dir.is_none()
+            && let Some(data) = &config.data_dir
+        {
+            config.cache_dir = Some(data.join("cache"));
+        }
+        let admin = Arc::new(Admin::new(&config)?);
         let verifier = Arc::new(
             Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?,
         );
@@ -121,7 +133,13 @@ impl Server {
             config.sse.history_max_age_secs.clamp(1, 60),
         ));
 
-        load_plugin_dir(&registry, &config).await?;
+        // The data directory first: its state wins for the names it has.
+        if let Some(store) = admin.data_dir() {
+            let restored = store.restore(&registry).await?;
+            tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
+            admin.set_removed(restored.removed);
+        }
+        load_plugin_dir(&registry, &config, &admin).await?;
         let config = Arc::new(config);
         let gateway = Arc::new(Gateway::new(
             io.clone(),
@@ -148,11 +166,26 @@ impl Server {
             verifier,
             io,
             channels,
+            admin,
         };
-        let router = router(state.clone()).layer(layer).layer(cors);
+        let admin = match state.config.admin.listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                Some((l, crate::admin::router(state.clone())))
+            }
+            None => None,
+        };
+        let mut router = router(state.clone());
+        if admin.is_none() {
+            router = router.merge(crate::admin::router(state.clone()));
+        }
+        let router = router.layer(layer).layer(cors);
         Ok(Self {
             listener,
             router,
+            admin,
             state,
             tls,
         })
@@ -162,6 +195,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the admin API listens, when it has its own listener.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// `http://HOST:PORT`, or `https://` with TLS.
@@ -178,11 +216,21 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use futures::FutureExt;
         let channels = self.state.channels.clone();
         let shutdown = async move {
             shutdown.await;
             channels.close();
-        };
+        }
+        .shared();
+        if let Some((listener, router)) = self.admin {
+            let admin = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = admin.await {
+                    tracing::error!("admin listener failed: {e}");
+                }
+            });
+        }
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -257,14 +305,29 @@ fn cors_layer(c: &crate::config::CorsConfig) -> Result<tower_http::cors::CorsLay
 
 /// Load every `*.wasm` of the plugin directory. A bad file is reported by name
 /// and skipped; the others still load.
-async fn load_plugin_dir(registry: &Registry, config: &Config) -> Result<(), StartError> {
+///
+/// With a data directory, names it holds (or had removed) are skipped: its
+/// state wins, and a missing plugin directory is not an error.
+async fn load_plugin_dir(
+    registry: &Registry,
+    config: &Config,
+    admin: &Admin,
+) -> Result<(), StartError> {
     let dir = &config.plugin_dir;
     let read_err = |source| StartError::PluginDir {
         path: dir.display().to_string(),
         source,
     };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(read_err)?
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.data_dir.is_some() => {
+            tracing::info!(dir = %dir.display(), "no plugin directory; serving the data directory's plugins");
+            return Ok(());
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    let removed = admin.removed_names();
+    let mut files: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .collect();
@@ -273,6 +336,14 @@ async fn load_plugin_dir(registry: &Registry, config: &Config) -> Result<(), Sta
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
             continue;
         };
+        if registry.get(&name).is_some() {
+            tracing::info!(file = %path.display(), "plugin {name} comes from the data directory; file not loaded");
+            continue;
+        }
+        if removed.contains(&name) {
+            tracing::info!(file = %path.display(), "plugin {name} was removed through the admin API; file not loaded");
+            continue;
+        }
         match load_one(registry, config, &name, &path).await {
             Ok(()) => {}
             Err(reason) => {

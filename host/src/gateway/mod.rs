@@ -6,9 +6,11 @@ mod mount;
 mod namespaces;
 mod session;
 mod throttle;
+mod unmount;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
 pub use mount::{Mount, Refusal};
 pub use namespaces::Gateway;
 pub use throttle::{ConnectionLimiter, EventLimits};
+pub use unmount::{PLUGIN_REMOVED, unmount};

@@ -114,13 +114,20 @@ async fn handshake(
         },
     };
 
-    let version = mount.slot.active();
+    if mount.slot.is_unmounted() {
+        return Err(Refusal(Rejection::new(
+            super::PLUGIN_REMOVED,
+            "this plugin was removed",
+        )));
+    }
+    let guard = mount.slot.connect();
+    let version = mount.slot.version_for(guard.on_canary());
     let actions = match version.on_connect(&conn).await {
         Ok(Ok(actions)) => actions,
         Ok(Err(rejection)) => return Err(Refusal(rejection)),
         Err(e) => return Err(Refusal(e.to_rejection())),
     };
-    let session = Arc::new(Session::new(conn, mount.clone()));
+    let session = Arc::new(Session::new(conn, mount.clone(), guard));
     session.push(Work::Connected(actions));
     if let Some(exp) = expires_at {
         let leeway = mount.verifier.leeway_secs();

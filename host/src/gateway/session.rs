@@ -22,7 +22,7 @@ use super::actions::{self, Target};
 use super::mount::Mount;
 use super::throttle::{SocketThrottle, Verdict};
 use super::wire;
-use crate::plugins::{Action, Connection, Rejection};
+use crate::plugins::{Action, Connection, ConnectionGuard, PluginVersion, Rejection};
 
 pub(super) enum Work {
     /// Actions returned by `on-connect`, applied before any event.
@@ -47,6 +47,8 @@ pub(super) enum Work {
 pub(super) struct Session {
     pub(super) conn: Connection,
     pub(super) mount: Arc<Mount>,
+    /// Counts the connection on its slot and remembers its canary assignment.
+    guard: ConnectionGuard,
     queue: Mutex<VecDeque<Work>>,
     draining: AtomicBool,
     throttle: SocketThrottle,
@@ -57,11 +59,12 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(conn: Connection, mount: Arc<Mount>) -> Self {
+    pub(super) fn new(conn: Connection, mount: Arc<Mount>, guard: ConnectionGuard) -> Self {
         let throttle = SocketThrottle::new(mount.limits);
         Self {
             conn,
             mount,
+            guard,
             queue: Mutex::default(),
             draining: AtomicBool::new(false),
             throttle,
@@ -95,6 +98,11 @@ impl Session {
             let dropped = self.throttle.dropped.load(Ordering::Relaxed);
             tracing::info!(plugin = %self.mount.slot.name, socket = %self.conn.id, rejected, dropped, "socket was rate limited");
         }
+    }
+
+    /// The version this connection's calls go to now (sticky canary assignment).
+    fn version(&self) -> Arc<PluginVersion> {
+        self.mount.slot.version_for(self.guard.on_canary())
     }
 
     pub(super) fn push(&self, work: Work) {
@@ -144,7 +152,7 @@ impl Session {
             }
             Work::Event { event, ack } => {
                 let name = event.name.clone();
-                let version = self.mount.slot.active();
+                let version = self.version();
                 match version.on_event(&self.conn, event).await {
                     Ok(Ok(list)) => actions::apply(&target, list, ack).await,
                     Ok(Err(rejection)) => actions::reject(ack, &rejection),
@@ -155,7 +163,7 @@ impl Session {
                 }
             }
             Work::Disconnected(reason) => {
-                let version = self.mount.slot.active();
+                let version = self.version();
                 match version.on_disconnect(&self.conn, &reason).await {
                     Ok(list) => actions::apply(&target, list, None).await,
                     Err(e) => tracing::debug!(socket = %self.conn.id, "on-disconnect failed: {e}"),

@@ -17,6 +17,9 @@ pub enum LoadError {
     /// The plugin is larger than allowed.
     #[error("plugin is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The plugin is valid but cannot be mounted where it was asked to be.
+    #[error("cannot be mounted: {0}")]
+    Conflict(String),
     /// Reading the file failed.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -72,4 +75,29 @@ impl CallError {
         };
         Rejection::new(self.code(), message)
     }
+}
+
+/// A registry operation (rollback, promote, deploy) cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// There is no revision before the active one.
+    #[error("there is no earlier revision to roll back to")]
+    NoPrevious,
+    /// No kept revision matches the selector.
+    #[error("no revision matches {0:?} (use a revision number, a version or a sha256 prefix)")]
+    NoSuchRevision(String),
+    /// Promote was asked while no canary runs.
+    #[error("no canary is running")]
+    NoCanary,
+    /// A canary needs an active version to share connections with.
+    #[error(
+        "plugin {0:?} is not mounted: a canary needs an active version, upload it without `canary` first"
+    )]
+    CanaryNeedsActive(String),
+    /// A plugin's mount cannot change while it is mounted.
+    #[error("plugin is mounted on {current}; remove it before mounting it on {mount}")]
+    MountChange { mount: String, current: String },
+    /// Another plugin serves that namespace.
+    #[error("namespace {mount} is served by plugin {by:?}")]
+    MountTaken { mount: String, by: String },
 }

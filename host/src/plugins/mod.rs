@@ -7,18 +7,25 @@
 //! plugin names to slots whose active version swaps atomically.
 
 mod bindings;
+mod canary;
 mod engine;
 mod error;
 mod host_impl;
 mod kv;
 mod registry;
+mod stats;
 mod types;
 mod version;
 
+pub use canary::{Canary, CanaryPolicy};
 pub use engine::{EngineSettings, PluginEngine, sha256_hex};
-pub use error::{CallError, LoadError};
+pub use error::{CallError, LoadError, RegistryError};
 pub use kv::{KvError, KvSpace, KvStore};
-pub use registry::{Installed, PluginSettings, PluginSlot, Registry};
+pub use registry::{
+    ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
+    Rollout, SlotEvent,
+};
+pub use stats::Histogram;
 pub use types::{
     Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport,
 };

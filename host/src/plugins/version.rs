@@ -14,6 +14,7 @@ use super::engine::{PluginEngine, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::host_impl::{HostState, MemoryCap};
 use super::kv::KvSpace;
+use super::stats::Histogram;
 use super::types::{Action, Connection, Event, Manifest, Rejection};
 
 /// How instances are used for calls.
@@ -59,6 +60,10 @@ pub struct Counters {
     pub memory_limit_hits: AtomicU64,
     pub traps: AtomicU64,
     pub instances_created: AtomicU64,
+    /// Client events handled (`on-event` calls).
+    pub events: AtomicU64,
+    /// Wall time of every call, instantiation included.
+    pub call_time: Histogram,
 }
 
 struct Warm {
@@ -72,6 +77,9 @@ pub struct PluginVersion {
     pub manifest: Manifest,
     pub sha256: String,
     pub size: usize,
+    /// The component's bytes, kept so the data directory can save any
+    /// revision (plugins from `--plugins` included) and rollback needs no file.
+    pub wasm: Arc<[u8]>,
     pub loaded_at: SystemTime,
     pub limits: Limits,
     pub config: Arc<HashMap<String, String>>,
@@ -144,6 +152,7 @@ impl PluginVersion {
             },
             sha256,
             size: wasm.len(),
+            wasm: wasm.clone(),
             loaded_at: SystemTime::now(),
             limits: spec.limits,
             config: Arc::new(spec.config),
@@ -183,6 +192,7 @@ impl PluginVersion {
         conn: &Connection,
         event: Event,
     ) -> Result<Result<Vec<Action>, Rejection>, CallError> {
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
         let (conn, event) = (bindings::connection(conn), bindings::event(event));
         match self.call(Request::Event(&conn, &event)).await? {
             Response::Actions(r) => Ok(r.map(bindings::actions).map_err(bindings::rejection)),
@@ -219,7 +229,25 @@ impl PluginVersion {
         self.warm.lock().unwrap().len()
     }
 
+    /// Failed calls (traps, timeouts, memory-limit hits, no instance) so far.
+    pub fn failures(&self) -> u64 {
+        self.counters.errors.load(Ordering::Relaxed)
+    }
+
+    /// Drop the idle instances of a version that no longer takes new calls
+    /// (kept for rollback): they would only hold pooling-allocator slots.
+    pub fn retire(&self) {
+        self.warm.lock().unwrap().clear();
+    }
+
     async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
+        let started = std::time::Instant::now();
+        let result = self.call_inner(request).await;
+        self.counters.call_time.record(started.elapsed());
+        result
+    }
+
+    async fn call_inner(&self, request: Request<'_>) -> Result<Response, CallError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let pooled = self.warm.lock().unwrap().pop();
         let mut warm = match pooled {

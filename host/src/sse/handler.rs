@@ -90,6 +90,7 @@ pub(super) async fn subscribe(
             retry: Duration::from_millis(limits.retry_ms),
             keep_alive: Duration::from_millis(limits.keep_alive_ms.max(1)),
             expires_at,
+            unmounted: slot.unmounted(),
         },
     ))
 }

@@ -23,6 +23,8 @@ pub(super) struct StreamSettings {
     /// a stream never outlives its credential; the client reconnects with a
     /// fresh token (and `lastEventId`) and loses nothing.
     pub expires_at: Option<u64>,
+    /// Flips to `true` when the plugin is removed: its streams end cleanly.
+    pub unmounted: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Response {
@@ -37,6 +39,7 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
         );
     }
     let mut closing = sub.closing.clone();
+    let mut unmounted = settings.unmounted.clone();
     let expiry = settings.expires_at.map(|exp| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -52,6 +55,7 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
         };
         tokio::select! {
             _ = closing.wait_for(|c| *c) => {}
+            _ = unmounted.wait_for(|u| *u) => {}
             () = expired => {}
         }
     };

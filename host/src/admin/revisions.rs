@@ -1,0 +1,70 @@
+//! `/admin/v1/plugins/{name}/versions`, `/rollback` and `/promote`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::error::{ApiError, Result};
+use super::persist;
+use super::view::{self, ErrorBody, PluginView, VersionsView};
+use crate::server::AppState;
+
+/// The revisions kept for a plugin (at most ten), oldest first.
+#[utoipa::path(get, path = "/admin/v1/plugins/{name}/versions", tag = "versions",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = VersionsView), (status = 404, body = ErrorBody)))]
+pub(super) async fn list_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VersionsView>> {
+    let slot = state.registry.get(&name).ok_or(ApiError::NotFound(name))?;
+    Ok(Json(view::versions(&slot)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackQuery {
+    /// Revision number, manifest version or sha256 prefix (8+ hex digits).
+    /// Default: the revision before the active one.
+    to: Option<String>,
+}
+
+/// Make an earlier revision active. While a canary runs, a rollback without
+/// `to` ends the canary and keeps the active version.
+#[utoipa::path(post, path = "/admin/v1/plugins/{name}/rollback", tag = "versions",
+    params(("name" = String, Path, description = "Plugin name"), RollbackQuery),
+    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> Result<Json<PluginView>> {
+    let removed = state.admin.lock.lock().await;
+    let slot = state
+        .registry
+        .get(&name)
+        .ok_or(ApiError::NotFound(name.clone()))?;
+    let rev = slot.rollback(q.to.as_deref())?;
+    tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "rolled back");
+    persist(&state, &removed).await;
+    Ok(Json(view::plugin(&slot)))
+}
+
+/// Make the running canary active for every connection.
+#[utoipa::path(post, path = "/admin/v1/plugins/{name}/promote", tag = "versions",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginView>> {
+    let removed = state.admin.lock.lock().await;
+    let slot = state
+        .registry
+        .get(&name)
+        .ok_or(ApiError::NotFound(name.clone()))?;
+    let rev = slot.promote()?;
+    tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "canary promoted");
+    persist(&state, &removed).await;
+    Ok(Json(view::plugin(&slot)))
+}
