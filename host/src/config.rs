@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub socketio: SocketIoConfig,
+    pub cluster: ClusterConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -50,6 +51,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             socketio: SocketIoConfig::default(),
+            cluster: ClusterConfig::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -141,6 +143,23 @@ impl Default for SocketIoConfig {
             ping_timeout_ms: 20_000,
             connect_timeout_ms: 45_000,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port/` turns cluster mode on; without it the node runs alone, in memory.
+    pub redis_url: Option<String>,
+    /// This node's name in presence and metrics; default `<hostname>-<pid>`.
+    pub node_id: Option<String>,
+    /// How long to keep retrying Redis at start before giving up.
+    pub connect_wait_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { redis_url: None, node_id: None, connect_wait_secs: 30 }
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`server`]: wiring it together on one listener.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Compiled-plugin cache directory.
     #[arg(long, env = "PORTICO_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Redis URL: turns on cluster mode (rooms, SSE, plugins and KV shared across nodes).
+    #[arg(long, env = "PORTICO_REDIS_URL")]
+    redis_url: Option<String>,
     /// Serve the demo page at / and hand out dev tokens (development only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
@@ -159,6 +162,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(mode) = args.auth {
         config.auth.mode = mode;
+    }
+    if let Some(url) = args.redis_url {
+        config.cluster.redis_url = Some(url);
     }
     if args.demo {
         config.demo = true;

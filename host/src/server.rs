@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use axum::Router;
 use socketioxide::SocketIo;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthMode, Verifier};
 use crate::config::Config;
-use crate::gateway;
+use crate::cluster::{Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv};
+use crate::gateway::{self, Io};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 
@@ -29,6 +31,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cluster: {0}")]
+    Cluster(ClusterError),
+    #[error(transparent)]
+    Mount(gateway::MountError),
     #[error("auth configuration: {0}")]
     Auth(String),
     #[error(
@@ -44,7 +50,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub verifier: Arc<Verifier>,
-    pub io: SocketIo,
+    pub io: Io,
+    /// The Redis connection in cluster mode.
+    pub redis: Option<Redis>,
 }
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
@@ -82,13 +90,25 @@ impl Server {
             ..EngineSettings::default()
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let registry = Arc::new(Registry::new(
-            Arc::new(engine),
-            KvStore::memory(config.runtime.kv_max_keys),
-        ));
+        let (driver, kv, redis) = match &config.cluster.redis_url {
+            None => (ClusterDriver::Local, KvStore::memory(config.runtime.kv_max_keys), None),
+            Some(url) => {
+                let wait = Duration::from_secs(config.cluster.connect_wait_secs);
+                let redis = Redis::connect(url, wait).await.map_err(StartError::Cluster)?;
+                tracing::info!(node = %node_id(&config), "cluster mode over {url}");
+                let kv = KvStore::redis(RedisKv::new(redis.clone()));
+                (ClusterDriver::redis(redis.clone()), kv, Some(redis))
+            }
+        };
+        let registry = Arc::new(Registry::new(Arc::new(engine), kv));
+        let adapter = RedisAdapterCtr::new_with_driver(
+            driver,
+            RedisAdapterConfig::new().with_prefix("portico").with_request_timeout(COMMAND_TIMEOUT),
+        );
 
         let s = &config.socketio;
         let (layer, io) = SocketIo::builder()
+            .with_adapter::<Adapter>(adapter)
             .max_payload(s.max_payload)
             .max_buffer_size(s.max_buffer_size)
             .ping_interval(Duration::from_millis(s.ping_interval_ms))
@@ -100,7 +120,7 @@ impl Server {
         for slot in registry.list() {
             let mode = config.auth_mode(&slot.name);
             tracing::info!(plugin = %slot.name, namespace = %slot.mount, version = %slot.active().manifest.version, auth = ?mode, "mounted");
-            gateway::mount(&io, slot, mode, verifier.clone());
+            gateway::mount(&io, slot, mode, verifier.clone()).await.map_err(StartError::Mount)?;
         }
 
         let listener =
@@ -115,6 +135,7 @@ impl Server {
             registry,
             verifier,
             io,
+            redis,
         };
         let router = router(state.clone()).layer(layer);
         Ok(Self {
@@ -142,6 +163,14 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// This node's name: configured, else `<hostname>-<pid>`.
+pub fn node_id(config: &Config) -> String {
+    config.cluster.node_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "node".into(), |h| h.trim().to_owned());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).

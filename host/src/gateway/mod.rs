@@ -7,4 +7,10 @@ mod session;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
-pub use mount::{Mount, Refusal, mount};
+pub use mount::{Mount, MountError, Refusal, mount};
+
+/// The Socket.IO adapter (local, or Redis in cluster mode) and the types bound to it.
+pub use crate::cluster::Adapter;
+pub type Io = socketioxide::SocketIo<Adapter>;
+type SocketRef = socketioxide::extract::SocketRef<Adapter>;
+type AckSender = socketioxide::extract::AckSender<Adapter>;

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::extract::TryData;
+
+use super::{Io, SocketRef};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
@@ -19,7 +20,7 @@ pub struct Mount {
     pub(super) slot: Arc<PluginSlot>,
     pub(super) auth: AuthMode,
     pub(super) verifier: Arc<Verifier>,
-    pub(super) io: SocketIo,
+    pub(super) io: Io,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -39,8 +40,16 @@ impl From<AuthError> for Refusal {
     }
 }
 
+/// A namespace could not be set up (in cluster mode: its Redis subscriptions).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot mount namespace {path}: {reason}")]
+pub struct MountError {
+    pub path: String,
+    pub reason: String,
+}
+
 /// Serve `slot` on its namespace.
-pub fn mount(io: &SocketIo, slot: Arc<PluginSlot>, auth: AuthMode, verifier: Arc<Verifier>) {
+pub async fn mount(io: &Io, slot: Arc<PluginSlot>, auth: AuthMode, verifier: Arc<Verifier>) -> Result<(), MountError> {
     let path = slot.mount.clone();
     let mount = Arc::new(Mount {
         slot,
@@ -58,7 +67,8 @@ pub fn mount(io: &SocketIo, slot: Arc<PluginSlot>, auth: AuthMode, verifier: Arc
             session.drain(&socket).await;
         }
     };
-    io.ns(path, connected.with(middleware));
+    // With Redis, the namespace subscribes to its cross-node channels here.
+    io.ns(path.clone(), connected.with(middleware)).await.map_err(|e| MountError { path, reason: e.to_string() })
 }
 
 async fn handshake(

@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, SocketRef};
+
+use super::{AckSender, Adapter, SocketRef};
 use socketioxide::handler::Value;
 use socketioxide::handler::{FromMessage, FromMessageParts};
 use socketioxide::socket::Socket;
@@ -119,11 +119,11 @@ pub(super) struct Enqueued(pub(super) Arc<Session>);
 #[error("socket has no session")]
 pub(super) struct NoSession;
 
-impl FromMessage<LocalAdapter> for Enqueued {
+impl FromMessage<Adapter> for Enqueued {
     type Error = NoSession;
 
     fn from_message(
-        s: Arc<Socket<LocalAdapter>>,
+        s: Arc<Socket<Adapter>>,
         mut v: Value,
         ack_id: Option<i64>,
     ) -> Result<Self, NoSession> {

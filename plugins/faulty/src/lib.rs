@@ -3,7 +3,8 @@
 //!
 //! Events: `loop` (spins forever), `alloc` (allocates 1 MiB blocks until memory runs out),
 //! `panic` (panics with "faulty plugin panicked on purpose"), `error` (rejects with code
-//! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks).
+//! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks), `join room`
+//! and `shout room text` (join a room, publish `shout {text}` to it; no KV involved).
 //!
 //! Config: `describe` = `panic` | `loop` makes `describe` trap or spin (upload validation
 //! tests); `connect` = `reject` makes `on_connect` reject with code `forbidden`.
@@ -55,6 +56,18 @@ impl Plugin for Faulty {
             "log" => {
                 log::info("faulty logs a line");
                 Ok(vec![Action::ack(&json!({ "ok": true }))])
+            }
+            // Rooms without any KV: delivery tests that must not depend on the store.
+            "join" => {
+                let room: String = event.arg()?;
+                Ok(vec![Action::join(room), Action::ack(&json!({ "ok": true }))])
+            }
+            "shout" => {
+                let (room, text): (String, String) = event.args()?;
+                Ok(vec![
+                    Action::publish(room, "shout", &json!({ "text": text })),
+                    Action::ack(&json!({ "ok": true })),
+                ])
             }
             other => Err(Rejection::new(
                 "unknown_event",
