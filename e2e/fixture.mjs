@@ -62,7 +62,7 @@ export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args 
     pluginPath,
     logs: () => logs,
     stop: () => new Promise((ok) => {
-      if (proc.exitCode !== null) return ok(proc.exitCode);
+      if (proc.exitCode !== null || proc.signalCode !== null) return ok(proc.exitCode);
       proc.once('exit', ok);
       proc.kill('SIGTERM');
     }),

@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub socketio: SocketIoConfig,
+    pub cluster: ClusterConfig,
     pub throttle: ThrottleConfig,
     pub cors: CorsConfig,
     /// Per-plugin settings, by plugin name.
@@ -60,6 +61,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             socketio: SocketIoConfig::default(),
+            cluster: ClusterConfig::default(),
             throttle: ThrottleConfig::default(),
             cors: CorsConfig::default(),
             plugins: BTreeMap::new(),
@@ -339,6 +341,27 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port/` turns cluster mode on; without it the node runs alone, in memory.
+    pub redis_url: Option<String>,
+    /// This node's name in presence and metrics; default `<hostname>-<pid>`.
+    pub node_id: Option<String>,
+    /// How long to keep retrying Redis at start before giving up.
+    pub connect_wait_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            node_id: None,
+            connect_wait_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -151,6 +151,9 @@ struct ServeArgs {
     /// Key accepted by the publish API (`Authorization: Bearer <key>`), besides `api.keys`.
     #[arg(long, env = "PORTICO_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Redis URL: turns on cluster mode (rooms, SSE, plugins and KV shared across nodes).
+    #[arg(long, env = "PORTICO_REDIS_URL")]
+    redis_url: Option<String>,
     /// Serve the demo page at / and hand out dev tokens (development only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
@@ -270,6 +273,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(mode) = args.auth {
         config.auth.mode = mode;
+    }
+    if let Some(url) = args.redis_url {
+        config.cluster.redis_url = Some(url);
     }
     if args.demo {
         config.demo = true;

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use axum::Router;
 use socketioxide::SocketIo;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
+use crate::cluster::{Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv};
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Io};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 use crate::{publish, sse};
@@ -32,6 +34,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cluster: {0}")]
+    Cluster(ClusterError),
+    #[error(transparent)]
+    Mount(crate::gateway::MountError),
     #[error("data directory: {0}")]
     DataDir(#[from] crate::admin::StoreError),
     #[error("auth configuration: {0}")]
@@ -53,7 +59,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub verifier: Arc<Verifier>,
-    pub io: SocketIo,
+    pub io: Io,
+    /// The Redis connection in cluster mode.
+    pub redis: Option<Redis>,
     pub gateway: Arc<Gateway>,
     /// Channels' ids, history and SSE subscribers.
     pub channels: Arc<Hub>,
@@ -104,13 +112,33 @@ impl Server {
             ..EngineSettings::default()
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let registry = Arc::new(Registry::new(
-            Arc::new(engine),
-            KvStore::memory(config.runtime.kv_max_keys),
-        ));
+        let (driver, kv, redis) = match &config.cluster.redis_url {
+            None => (
+                ClusterDriver::Local,
+                KvStore::memory(config.runtime.kv_max_keys),
+                None,
+            ),
+            Some(url) => {
+                let wait = Duration::from_secs(config.cluster.connect_wait_secs);
+                let redis = Redis::connect(url, wait)
+                    .await
+                    .map_err(StartError::Cluster)?;
+                tracing::info!(node = %node_id(&config), "cluster mode over {url}");
+                let kv = KvStore::redis(RedisKv::new(redis.clone()));
+                (ClusterDriver::redis(redis.clone()), kv, Some(redis))
+            }
+        };
+        let registry = Arc::new(Registry::new(Arc::new(engine), kv));
+        let adapter = RedisAdapterCtr::new_with_driver(
+            driver,
+            RedisAdapterConfig::new()
+                .with_prefix("portico")
+                .with_request_timeout(COMMAND_TIMEOUT),
+        );
 
         let s = &config.socketio;
         let (layer, io) = SocketIo::builder()
+            .with_adapter::<Adapter>(adapter)
             .max_payload(s.max_payload)
             // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
             .ws_max_message_size(s.max_payload as usize)
@@ -148,7 +176,7 @@ impl Server {
             config.clone(),
         ));
         for slot in registry.list() {
-            gateway.mount(slot);
+            gateway.mount(slot).await.map_err(StartError::Mount)?;
         }
         let cors = cors_layer(&config.cors)?;
 
@@ -165,6 +193,7 @@ impl Server {
             gateway,
             verifier,
             io,
+            redis,
             channels,
             admin,
         };
@@ -258,6 +287,15 @@ impl Server {
             }
         }
     }
+}
+
+/// This node's name: configured, else `<hostname>-<pid>`.
+pub fn node_id(config: &Config) -> String {
+    config.cluster.node_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).

@@ -98,7 +98,9 @@ pub(super) async fn put_plugin(
     tracing::info!(plugin = %name, revision = rev.id, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, rollout = ?upload.rollout, "uploaded");
     let status = match installed {
         Installed::New(_) => {
-            state.gateway.mount(slot.clone());
+            if let Err(e) = state.gateway.mount(slot.clone()).await {
+                tracing::error!(plugin = %name, "{e}");
+            }
             StatusCode::CREATED
         }
         Installed::Replaced(_) => StatusCode::OK,

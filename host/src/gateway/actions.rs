@@ -1,7 +1,7 @@
 //! Performing what a plugin returned, in order.
 
+use super::{AckSender, SocketRef};
 use serde_json::json;
-use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
 use super::mount::Mount;

@@ -10,7 +10,13 @@ mod unmount;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
-pub use mount::{Mount, Refusal};
+pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;
 pub use throttle::{ConnectionLimiter, EventLimits};
 pub use unmount::{PLUGIN_REMOVED, unmount};
+
+/// The Socket.IO adapter (local, or Redis in cluster mode) and the types bound to it.
+pub use crate::cluster::Adapter;
+pub type Io = socketioxide::SocketIo<Adapter>;
+type SocketRef = socketioxide::extract::SocketRef<Adapter>;
+type AckSender = socketioxide::extract::AckSender<Adapter>;

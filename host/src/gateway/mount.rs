@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
-use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
 use super::session::{Enqueued, Session, Work};
 use super::throttle::{ConnectionLimiter, EventLimits};
+use super::{Io, SocketRef};
 use crate::auth::{AuthError, AuthMode, Verified, Verifier};
 use crate::plugins::{Connection, PluginSlot, Rejection, Transport};
 
@@ -21,7 +21,7 @@ pub struct Mount {
     pub(super) slot: Arc<PluginSlot>,
     pub(super) auth: AuthMode,
     pub(super) verifier: Arc<Verifier>,
-    pub(super) io: SocketIo,
+    pub(super) io: Io,
     pub(super) limits: EventLimits,
     pub(super) connections: Arc<ConnectionLimiter>,
     /// The plugin's channels: publications also reach SSE subscribers.
@@ -45,8 +45,16 @@ impl From<AuthError> for Refusal {
     }
 }
 
+/// A namespace could not be set up (in cluster mode: its Redis subscriptions).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot mount namespace {path}: {reason}")]
+pub struct MountError {
+    pub path: String,
+    pub reason: String,
+}
+
 /// Register the namespace's handshake and handlers with socketioxide.
-pub(super) fn serve(mount: Mount) {
+pub(super) async fn serve(mount: Mount) -> Result<(), MountError> {
     let path = mount.slot.mount.clone();
     let io = mount.io.clone();
     let mount = Arc::new(mount);
@@ -60,7 +68,13 @@ pub(super) fn serve(mount: Mount) {
             session.drain(&socket).await;
         }
     };
-    io.ns(path, connected.with(middleware));
+    // With Redis, this subscribes the namespace to its cross-node channels.
+    io.ns(path.clone(), connected.with(middleware))
+        .await
+        .map_err(|e| MountError {
+            path,
+            reason: e.to_string(),
+        })
 }
 
 async fn handshake(

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use socketioxide::SocketIo;
-
-use super::mount::{self, Mount};
+use super::Io;
+use super::mount::{self, Mount, MountError};
 use super::throttle::{ConnectionLimiter, EventLimits};
 use crate::auth::Verifier;
 use crate::channels::Hub;
@@ -14,7 +13,7 @@ use crate::config::Config;
 use crate::plugins::PluginSlot;
 
 pub struct Gateway {
-    io: SocketIo,
+    io: Io,
     verifier: Arc<Verifier>,
     connections: Arc<ConnectionLimiter>,
     channels: Arc<Hub>,
@@ -22,12 +21,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        io: SocketIo,
-        verifier: Arc<Verifier>,
-        channels: Arc<Hub>,
-        config: Arc<Config>,
-    ) -> Self {
+    pub fn new(io: Io, verifier: Arc<Verifier>, channels: Arc<Hub>, config: Arc<Config>) -> Self {
         let connections = Arc::new(ConnectionLimiter::new(&config.throttle));
         Self {
             io,
@@ -38,14 +32,14 @@ impl Gateway {
         }
     }
 
-    pub fn io(&self) -> &SocketIo {
+    pub fn io(&self) -> &Io {
         &self.io
     }
 
     /// Serve `slot` on its namespace with the auth mode and event limits
     /// configured for it. Later versions of the plugin are picked up by the
     /// slot itself; mounting happens once per plugin name.
-    pub fn mount(&self, slot: Arc<PluginSlot>) {
+    pub async fn mount(&self, slot: Arc<PluginSlot>) -> Result<(), MountError> {
         let name = slot.name.clone();
         let mount = Mount {
             auth: self.config.auth_mode(&name),
@@ -57,6 +51,6 @@ impl Gateway {
             slot,
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");
-        mount::serve(mount);
+        mount::serve(mount).await
     }
 }

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::AbortHandle;
 
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, SocketRef};
+use super::{AckSender, Adapter, SocketRef};
 use socketioxide::handler::Value;
 use socketioxide::handler::{FromMessage, FromMessageParts};
 use socketioxide::socket::Socket;
@@ -181,11 +180,11 @@ pub(super) struct Enqueued(pub(super) Arc<Session>);
 #[error("socket has no session")]
 pub(super) struct NoSession;
 
-impl FromMessage<LocalAdapter> for Enqueued {
+impl FromMessage<Adapter> for Enqueued {
     type Error = NoSession;
 
     fn from_message(
-        s: Arc<Socket<LocalAdapter>>,
+        s: Arc<Socket<Adapter>>,
         mut v: Value,
         ack_id: Option<i64>,
     ) -> Result<Self, NoSession> {

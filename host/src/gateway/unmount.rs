@@ -1,7 +1,7 @@
 //! Taking a plugin's namespace down when the plugin is removed.
 
+use super::Io;
 use serde_json::json;
-use socketioxide::SocketIo;
 
 use super::actions::DISCONNECT_EVENT;
 use crate::plugins::PluginSlot;
@@ -14,7 +14,7 @@ pub const PLUGIN_REMOVED: &str = "plugin_removed";
 /// namespace so new connections get "Invalid namespace". Returns how many
 /// sockets were disconnected. The slot must already be out of the registry
 /// (its handshakes then refuse with `plugin_removed`).
-pub fn unmount(io: &SocketIo, slot: &PluginSlot) -> usize {
+pub fn unmount(io: &Io, slot: &PluginSlot) -> usize {
     let mut closed = 0;
     if let Some(ns) = io.of(&slot.mount) {
         for socket in ns.sockets() {

@@ -19,11 +19,20 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         .iter()
         .map(|s| s.name.clone())
         .collect();
-    let ready = !plugins.is_empty();
+    // In cluster mode a node that cannot reach Redis still serves its own
+    // clients, but is not ready: it would miss cross-node traffic.
+    let redis = state
+        .redis
+        .as_ref()
+        .map(|r| if r.healthy() { "up" } else { "down" });
+    let ready = !plugins.is_empty() && redis != Some("down");
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": ready, "plugins": plugins })))
+    (
+        status,
+        Json(json!({ "ready": ready, "plugins": plugins, "redis": redis.unwrap_or("off") })),
+    )
 }

@@ -28,11 +28,16 @@ pub enum KvError {
 #[derive(Clone)]
 pub enum KvStore {
     Memory(Arc<MemoryKv>),
+    Redis(Arc<crate::cluster::RedisKv>),
 }
 
 impl KvStore {
     pub fn memory(max_keys_per_plugin: usize) -> Self {
         Self::Memory(Arc::new(MemoryKv::new(max_keys_per_plugin)))
+    }
+
+    pub fn redis(kv: crate::cluster::RedisKv) -> Self {
+        Self::Redis(Arc::new(kv))
     }
 
     /// The view of the store for one plugin.
@@ -63,6 +68,7 @@ impl KvSpace {
         check(key, None)?;
         match &self.store {
             KvStore::Memory(m) => Ok(m.get(&self.plugin, key)),
+            KvStore::Redis(r) => r.get(&self.plugin, key).await,
         }
     }
 
@@ -75,6 +81,7 @@ impl KvSpace {
         check(key, Some(&value))?;
         match &self.store {
             KvStore::Memory(m) => m.set(&self.plugin, key, value, ttl),
+            KvStore::Redis(r) => r.set(&self.plugin, key, value, ttl).await,
         }
     }
 
@@ -82,6 +89,7 @@ impl KvSpace {
         check(key, None)?;
         match &self.store {
             KvStore::Memory(m) => Ok(m.delete(&self.plugin, key)),
+            KvStore::Redis(r) => r.delete(&self.plugin, key).await,
         }
     }
 
@@ -89,6 +97,7 @@ impl KvSpace {
         check(key, None)?;
         match &self.store {
             KvStore::Memory(m) => m.incr(&self.plugin, key, by),
+            KvStore::Redis(r) => r.incr(&self.plugin, key, by).await,
         }
     }
 }

@@ -81,6 +81,21 @@ impl Plugin for Faulty {
                 log::info("faulty logs a line");
                 Ok(vec![Action::ack(&json!({ "ok": true }))])
             }
+            // Rooms without any KV: delivery tests that must not depend on the store.
+            "join" => {
+                let room: String = event.arg()?;
+                Ok(vec![
+                    Action::join(room),
+                    Action::ack(&json!({ "ok": true })),
+                ])
+            }
+            "shout" => {
+                let (room, text): (String, String) = event.args()?;
+                Ok(vec![
+                    Action::publish(room, "shout", &json!({ "text": text })),
+                    Action::ack(&json!({ "ok": true })),
+                ])
+            }
             other => Err(Rejection::new(
                 "unknown_event",
                 format!("faulty has no event `{other}`"),

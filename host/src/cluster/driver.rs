@@ -1,0 +1,107 @@
+//! The socketioxide-redis driver. The stock one keeps a single connection
+//! and never recovers from a Redis restart; this one rides the node's
+//! [`Redis`] connection manager, and never lets Redis delay local delivery:
+//! publishes go through a bounded outbox drained by a background task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::mpsc;
+
+use super::error::ClusterError;
+use super::redis_conn::Redis;
+
+/// Messages waiting to be published; past this, cross-node messages are
+/// dropped (and counted) rather than queued without bound.
+const OUTBOX: usize = 8192;
+
+/// Either no cluster (every call is a no-op, so the adapter delivers
+/// locally) or Redis.
+#[derive(Clone)]
+pub enum ClusterDriver {
+    Local,
+    Redis(Arc<RedisDriver>),
+}
+
+pub struct RedisDriver {
+    redis: Redis,
+    outbox: mpsc::Sender<(String, Vec<u8>)>,
+    pub published: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl ClusterDriver {
+    pub fn redis(redis: Redis) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTBOX);
+        let driver = Arc::new(RedisDriver {
+            redis: redis.clone(),
+            outbox: tx,
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let stats = Arc::downgrade(&driver);
+        tokio::spawn(async move {
+            while let Some((chan, payload)) = rx.recv().await {
+                let res = redis
+                    .run::<redis::Value>(redis::cmd("PUBLISH").arg(&chan).arg(payload))
+                    .await;
+                let Some(stats) = stats.upgrade() else { return };
+                match res {
+                    Ok(_) => stats.published.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::debug!(channel = chan, "cross-node publish lost: {e}");
+                        stats.dropped.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        });
+        Self::Redis(driver)
+    }
+}
+
+impl Driver for ClusterDriver {
+    type Error = ClusterError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+        if let Self::Redis(d) = self
+            && d.outbox.try_send((chan, val)).is_err()
+        {
+            d.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+        match self {
+            Self::Local => Ok(MessageStream::new_empty()),
+            Self::Redis(d) => Ok(MessageStream::new(d.redis.subscribe(&chan, size).await?)),
+        }
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
+        match self {
+            Self::Local => Ok(()),
+            Self::Redis(d) => d.redis.unsubscribe(&chan).await,
+        }
+    }
+
+    /// Nodes serving a namespace. While Redis is away a node counts itself
+    /// alone, so requests that wait for every node's answer do not hang.
+    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
+        match self {
+            Self::Local => Ok(1),
+            Self::Redis(d) => {
+                let res: Result<(String, u16), _> = d
+                    .redis
+                    .run(redis::cmd("PUBSUB").arg("NUMSUB").arg(chan))
+                    .await;
+                Ok(res.map_or(1, |(_, n)| n.max(1)))
+            }
+        }
+    }
+}
