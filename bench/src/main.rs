@@ -75,9 +75,9 @@ enum Mode {
         timing: Timing,
         #[command(flatten)]
         room: Room,
-        /// SSE URL that streams the room's messages.
+        /// Path (and query) on --url that streams the room's messages over SSE.
         #[arg(long)]
-        sse_url: String,
+        sse_path: String,
         #[arg(long, default_value_t = 1000)]
         readers: usize,
     },
@@ -175,12 +175,13 @@ async fn main_async(cli: Cli) -> anyhow::Result<serde_json::Value> {
             common,
             timing,
             room,
-            sse_url,
+            sse_path,
             readers,
         } => {
+            let url = format!("{}{sse_path}", common.url.trim_end_matches('/'));
             fanout::run(
                 fanout_args(&common, &timing, &room, readers)?,
-                Readers::Sse { url: sse_url },
+                Readers::Sse { url },
             )
             .await
         }
