@@ -116,7 +116,10 @@ impl Server {
             verifier,
             io,
         };
-        let router = router(state.clone()).layer(layer);
+        let router = router(state.clone())
+            .layer(layer)
+            // Outside socketioxide's layer, so the request it keeps is the copy.
+            .layer(axum::middleware::map_request(gateway::detach_handshake));
         Ok(Self {
             listener,
             router,
