@@ -63,7 +63,7 @@ bench-build: plugins
 	$(CARGO) build --release -j$(JOBS) -p portico -p portico-bench -p portico-native-peer
 
 bench-micro: bench-build
-	env -u RUST_BACKTRACE $(CARGO) bench -j$(JOBS) -p portico --bench plugin_call -- --json $(CURDIR)/target/bench/plugin_call.json
+	env -u RUST_BACKTRACE $(CARGO) run --release -j$(JOBS) -p portico --example plugin_call -- --json $(CURDIR)/target/bench/plugin_call.json
 
 bench-deps: bench/peers/node/node_modules/.package-lock.json
 

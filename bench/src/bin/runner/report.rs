@@ -375,13 +375,13 @@ fn micro_section(o: &mut String, micro: Option<&Value>) {
     let Some(m) = micro else {
         let _ = writeln!(
             o,
-            "not available: `target/bench/plugin_call.json` is missing (run `cargo bench -p portico --bench plugin_call`).\n"
+            "not available: `target/bench/plugin_call.json` is missing (run `make bench-micro`).\n"
         );
         return;
     };
     let _ = writeln!(
         o,
-        "`host/benches/plugin_call.rs`: `PluginVersion::on_event` on the echo plugin through the `Registry`, one tokio current-thread runtime, {}; the median and spread of per-batch means.\n",
+        "`host/examples/plugin_call.rs`: `PluginVersion::on_event` on the echo plugin through the `Registry`, one tokio current-thread runtime, {}; the median and spread of per-batch means.\n",
         m["what"].as_str().unwrap_or("")
     );
     let _ = writeln!(o, "| Isolation | median ns/call | p10 | p90 | calls |");
