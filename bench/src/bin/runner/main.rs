@@ -101,7 +101,7 @@ impl Settings {
             echo_conns: 100,
             echo_inflight: 50,
             subscribers: 1000,
-            pub_inflight: 4,
+            pub_inflight: 64,
             idle_conns: 10_000,
         }
     }

@@ -109,7 +109,7 @@ impl Report {
     }
 
     fn echo(&self, o: &mut String) {
-        if self.cells.get("a").is_none() {
+        if !self.cells.contains_key("a") {
             return;
         }
         let _ = writeln!(o, "## (a) Echo with ack\n");
@@ -144,7 +144,7 @@ impl Report {
     }
 
     fn fanout(&self, o: &mut String) {
-        if self.cells.get("b").is_none() {
+        if !self.cells.contains_key("b") {
             return;
         }
         let _ = writeln!(o, "## (b) Room fan-out, 1 publisher -> 1,000 subscribers\n");
@@ -179,7 +179,7 @@ impl Report {
     }
 
     fn idle(&self, o: &mut String) {
-        if self.cells.get("c").is_none() {
+        if !self.cells.contains_key("c") {
             return;
         }
         let _ = writeln!(o, "## (c) Idle authenticated WebSocket connections\n");
@@ -233,7 +233,7 @@ impl Report {
     }
 
     fn unavailable_only(&self, o: &mut String, key: &str, title: &str, metric: &str) {
-        if self.cells.get(key).is_none() {
+        if !self.cells.contains_key(key) {
             return;
         }
         let _ = writeln!(o, "## {title}\n");
