@@ -51,6 +51,7 @@ struct Args {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Peer {
     PorticoWarm,
+    PorticoCurrent,
     PorticoFresh,
     NativeMulti,
     NativeCurrent,
@@ -61,6 +62,7 @@ impl Peer {
     pub fn label(self) -> &'static str {
         match self {
             Peer::PorticoWarm => "Portico, wasm plugin, warm pool",
+            Peer::PorticoCurrent => "Portico, wasm plugin, warm pool, current-thread runtime",
             Peer::PorticoFresh => "Portico, wasm plugin, fresh instance per call",
             Peer::NativeMulti => "native socketioxide, multi-thread runtime",
             Peer::NativeCurrent => "native socketioxide, current-thread runtime",
@@ -69,7 +71,10 @@ impl Peer {
     }
 
     pub fn is_portico(self) -> bool {
-        matches!(self, Peer::PorticoWarm | Peer::PorticoFresh)
+        matches!(
+            self,
+            Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent
+        )
     }
 }
 
@@ -88,7 +93,11 @@ pub struct Settings {
 
 impl Settings {
     fn new(quick: bool) -> Self {
-        let mut peers = vec![Peer::PorticoWarm, Peer::PorticoFresh, Peer::NativeMulti];
+        let mut peers = vec![Peer::PorticoWarm, Peer::PorticoFresh];
+        if !quick {
+            peers.push(Peer::PorticoCurrent);
+        }
+        peers.push(Peer::NativeMulti);
         if !quick {
             peers.push(Peer::NativeCurrent);
         }
@@ -180,7 +189,7 @@ pub struct Measured {
 fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
     let log = p.logs.join(format!("{scenario}-{peer:?}.log"));
     let cmd = match peer {
-        Peer::PorticoWarm | Peer::PorticoFresh => {
+        Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent => {
             let mut c = pinned(SERVER_CORE, &p.portico);
             c.args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
                 .arg("--plugins")
@@ -196,7 +205,15 @@ fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
                         "pooled"
                     },
                 )
-                .env("PORTICO_SOCKETIO__MAX_BUFFER_SIZE", MAX_BUFFER);
+                .env("PORTICO_SOCKETIO__MAX_BUFFER_SIZE", MAX_BUFFER)
+                .env(
+                    "PORTICO_SCHEDULER",
+                    if peer == Peer::PorticoCurrent {
+                        "current-thread"
+                    } else {
+                        "multi-thread"
+                    },
+                );
             c
         }
         Peer::NativeMulti | Peer::NativeCurrent => {

@@ -214,7 +214,7 @@ impl Report {
         let _ = writeln!(o);
         let base = |p| self.cell("c", p).and_then(kib_per_conn);
         let mut lines = vec![];
-        for portico in [Peer::PorticoWarm, Peer::PorticoFresh] {
+        for portico in [Peer::PorticoWarm, Peer::PorticoFresh, Peer::PorticoCurrent] {
             let Some(v) = base(portico) else { continue };
             for other in [Peer::Node, Peer::NativeMulti] {
                 if let Some(b) = base(other) {
@@ -271,7 +271,7 @@ impl Report {
             "\n| Ratio (same run) | {unit} | {count} per server CPU-s |"
         );
         let _ = writeln!(o, "|---|---:|---:|");
-        for portico in [Peer::PorticoWarm, Peer::PorticoFresh] {
+        for portico in [Peer::PorticoWarm, Peer::PorticoFresh, Peer::PorticoCurrent] {
             for base in [Peer::Node, Peer::NativeMulti, Peer::NativeCurrent] {
                 let r = |f: &dyn Fn(Peer) -> Option<f64>| match (f(portico), f(base)) {
                     (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
