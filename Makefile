@@ -12,7 +12,7 @@ DEV_API_KEY ?= portico-dev-publish-key
 LISTEN      ?= 127.0.0.1:8080
 PORTICO     := target/debug/portico
 
-.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps
+.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps bench bench-quick bench-build bench-deps bench-micro
 
 ## Build the example plugins and start one node on $(LISTEN) with a dev token.
 run: plugins build
@@ -61,3 +61,24 @@ browser-deps:
 
 e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 	cd e2e && npm ci --no-audit --no-fund
+
+## Benchmarks against Node socket.io and native socketioxide; rewrites BENCHMARKS.md.
+## Servers on core 0, the load generator on core 1; `bench-quick` takes under 3 minutes.
+BENCH_RUN := ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); env -u RUST_BACKTRACE target/release/portico-bench
+
+bench: bench-build bench-deps bench-micro
+	$(BENCH_RUN) --command "make bench"
+
+bench-quick: bench-build bench-deps bench-micro
+	$(BENCH_RUN) --quick --command "make bench-quick"
+
+bench-build: plugins
+	$(CARGO) build --release -j$(JOBS) -p portico -p portico-bench -p portico-native-peer
+
+bench-micro: bench-build
+	env -u RUST_BACKTRACE $(CARGO) run --release -j$(JOBS) -p portico --example plugin_call -- --json $(CURDIR)/target/bench/plugin_call.json
+
+bench-deps: bench/peers/node/node_modules/.package-lock.json
+
+bench/peers/node/node_modules/.package-lock.json: bench/peers/node/package.json bench/peers/node/package-lock.json
+	cd bench/peers/node && npm ci --no-audit --no-fund

@@ -166,8 +166,18 @@ struct ServeArgs {
     /// Serve the admin API on this address instead of the main listener.
     #[arg(long, env = "PORTICO_ADMIN_LISTEN")]
     admin_listen: Option<std::net::SocketAddr>,
+    /// Tokio scheduler: `multi-thread` (one worker per core) or `current-thread` (one
+    /// thread; the faster choice for a node pinned to a single core).
+    #[arg(long, env = "PORTICO_SCHEDULER", default_value = "multi-thread")]
+    scheduler: Scheduler,
     #[command(flatten)]
     log: LogArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scheduler {
+    MultiThread,
+    CurrentThread,
 }
 
 #[derive(clap::Args)]
@@ -295,10 +305,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.admin_listen {
         config.admin.listen = Some(addr);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let mut builder = match args.scheduler {
+        Scheduler::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        Scheduler::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder.enable_all().build().context("starting tokio")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         // Scripts and tests wait for this exact line to learn the real port.

@@ -15,7 +15,7 @@ use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::cluster::{Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv};
 use crate::config::Config;
-use crate::gateway::{Gateway, Io};
+use crate::gateway::{self, Gateway, Io};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 use crate::{publish, sse};
@@ -210,7 +210,11 @@ impl Server {
         if admin.is_none() {
             router = router.merge(crate::admin::router(state.clone()));
         }
-        let router = router.layer(layer).layer(cors);
+        let router = router
+            .layer(layer)
+            // Outside socketioxide's layer, so the request it keeps is the copy.
+            .layer(axum::middleware::map_request(gateway::detach_handshake))
+            .layer(cors);
         Ok(Self {
             listener,
             router,

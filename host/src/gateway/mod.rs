@@ -2,6 +2,7 @@
 //! gateway only moves messages; what they mean is up to the plugin.
 
 mod actions;
+mod detach;
 mod mount;
 mod namespaces;
 mod session;
@@ -10,6 +11,7 @@ mod unmount;
 mod wire;
 
 pub use actions::DISCONNECT_EVENT;
+pub use detach::detach_handshake;
 pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;
 pub use throttle::{ConnectionLimiter, EventLimits};

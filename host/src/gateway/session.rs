@@ -117,7 +117,9 @@ impl Session {
             loop {
                 let next = self.queue.lock().unwrap().pop_front();
                 match next {
-                    Some(work) => self.process(socket, work).await,
+                    // Boxed: the plugin call's future is large, and socketioxide
+                    // moves every event handler's future when it spawns it.
+                    Some(work) => Box::pin(self.process(socket, work)).await,
                     None => break,
                 }
             }

@@ -38,13 +38,23 @@ pub(super) fn read_event(
 /// A payload as Socket.IO arguments. Serialized as a tuple so socketioxide
 /// sends each element as its own argument; placeholders become binary
 /// attachments again.
-pub(super) struct Args {
-    items: Vec<serde_json::Value>,
-    binary: Vec<Vec<u8>>,
+pub(super) enum Args {
+    /// No attachments and no placeholders: each argument is passed through as raw JSON
+    /// text, never parsed into a tree (the common case, and the hot path of every ack).
+    Raw(Vec<Box<RawValue>>),
+    WithBinary {
+        items: Vec<serde_json::Value>,
+        binary: Vec<Vec<u8>>,
+    },
 }
 
 impl Args {
     pub(super) fn new(p: Payload) -> Result<Self, String> {
+        if p.binary.is_empty() && !p.args_json.contains("\"_placeholder\"") {
+            return serde_json::from_str(&p.args_json)
+                .map(Self::Raw)
+                .map_err(|e| format!("payload args are not a JSON array: {e}"));
+        }
         let items: Vec<serde_json::Value> = serde_json::from_str(&p.args_json)
             .map_err(|e| format!("payload args are not a JSON array: {e}"))?;
         if let Some(n) = max_placeholder(&items)
@@ -55,7 +65,7 @@ impl Args {
                 p.binary.len()
             ));
         }
-        Ok(Self {
+        Ok(Self::WithBinary {
             items,
             binary: p.binary,
         })
@@ -91,11 +101,22 @@ fn placeholder(m: &serde_json::Map<String, serde_json::Value>) -> Option<usize> 
 
 impl Serialize for Args {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(self.items.len())?;
-        for item in &self.items {
-            t.serialize_element(&WithBinary(item, &self.binary))?;
+        match self {
+            Args::Raw(items) => {
+                let mut t = s.serialize_tuple(items.len())?;
+                for item in items {
+                    t.serialize_element(item)?;
+                }
+                t.end()
+            }
+            Args::WithBinary { items, binary } => {
+                let mut t = s.serialize_tuple(items.len())?;
+                for item in items {
+                    t.serialize_element(&WithBinary(item, binary))?;
+                }
+                t.end()
+            }
         }
-        t.end()
     }
 }
 
@@ -159,5 +180,21 @@ mod tests {
         assert!(Args::new(p(r#"[{"_placeholder":true,"num":0}]"#, 1)).is_ok());
         assert!(Args::new(p(r#"[{"_placeholder":true,"num":1}]"#, 1)).is_err());
         assert!(Args::new(p(r#"{"not":"an array"}"#, 0)).is_err());
+        assert!(Args::new(p(r#"[{"_placeholder":true,"num":0}]"#, 0)).is_err());
+    }
+
+    #[test]
+    fn plain_args_serialize_as_a_tuple_of_their_raw_text() {
+        let args = Args::new(Payload {
+            args_json: r#"[{"b":1,"a":[2, 3]}, "x", 1.50]"#.into(),
+            binary: vec![],
+        })
+        .unwrap();
+        assert!(matches!(args, Args::Raw(_)));
+        // Raw text is kept byte for byte (key order, spacing, number spelling).
+        assert_eq!(
+            serde_json::to_string(&args).unwrap(),
+            r#"[{"b":1,"a":[2, 3]},"x",1.50]"#
+        );
     }
 }

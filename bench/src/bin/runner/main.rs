@@ -1,0 +1,510 @@
+//! `portico-bench`: runs every peer through every scenario, side by side in one run, and
+//! rewrites BENCHMARKS.md. Servers run on core 0, the generator on core 1.
+//!
+//! Run with `make bench` (or `make bench-quick`); it expects release builds of `portico`,
+//! `portico-loadgen` and `portico-native-peer`, the wasm plugins, and the Node peer's
+//! `node_modules`.
+
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::Value;
+
+use procs::{SERVER_CORE, Server, cpu_seconds, pinned, rss_kib, run_loadgen, start_server};
+
+/// Shared by the generator and every peer; loopback only.
+const SECRET: &str = "portico-bench-secret";
+/// Packets queued per socket in both Rust peers (socketioxide drops beyond it; Node has no
+/// such limit). Larger than the default 128 so a bursty reader is not counted as loss.
+const MAX_BUFFER: &str = "1024";
+/// Where a Portico node streams a chat room over SSE (scenario d), once SSE exists.
+const SSE_PATH: &str = "/sse/chat?channel=bench";
+/// Paths an admin API (needed to hot-swap a plugin, scenario e) might answer on.
+const ADMIN_PROBES: [&str; 2] = ["/admin/plugins", "/api/v1/admin/plugins"];
+
+#[derive(Parser)]
+#[command(about = "Benchmark Portico against Node socket.io and native socketioxide")]
+struct Args {
+    /// The short version (under 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Repository root.
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Report to write.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// The command that produced the run, shown at the top of the report.
+    #[arg(long, default_value = "make bench")]
+    command: String,
+    /// Scenarios to run (letters), default all.
+    #[arg(long, default_value = "abcdef")]
+    only: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Peer {
+    PorticoWarm,
+    PorticoCurrent,
+    PorticoFresh,
+    NativeMulti,
+    NativeCurrent,
+    Node,
+}
+
+impl Peer {
+    pub fn label(self) -> &'static str {
+        match self {
+            Peer::PorticoWarm => "Portico, wasm plugin, warm pool",
+            Peer::PorticoCurrent => "Portico, wasm plugin, warm pool, current-thread runtime",
+            Peer::PorticoFresh => "Portico, wasm plugin, fresh instance per call",
+            Peer::NativeMulti => "native socketioxide, multi-thread runtime",
+            Peer::NativeCurrent => "native socketioxide, current-thread runtime",
+            Peer::Node => "Node.js socket.io",
+        }
+    }
+
+    pub fn is_portico(self) -> bool {
+        matches!(
+            self,
+            Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent
+        )
+    }
+}
+
+/// How long and how hard each scenario runs.
+pub struct Settings {
+    pub quick: bool,
+    pub peers: Vec<Peer>,
+    pub warmup: f64,
+    pub duration: f64,
+    pub echo_conns: usize,
+    pub echo_inflight: usize,
+    pub subscribers: usize,
+    pub pub_inflight: usize,
+    pub idle_conns: usize,
+}
+
+impl Settings {
+    fn new(quick: bool) -> Self {
+        let mut peers = vec![Peer::PorticoWarm, Peer::PorticoFresh];
+        if !quick {
+            peers.push(Peer::PorticoCurrent);
+        }
+        peers.push(Peer::NativeMulti);
+        if !quick {
+            peers.push(Peer::NativeCurrent);
+        }
+        peers.push(Peer::Node);
+        Self {
+            quick,
+            peers,
+            warmup: if quick { 1.0 } else { 2.0 },
+            duration: if quick { 3.0 } else { 10.0 },
+            echo_conns: 100,
+            echo_inflight: 50,
+            subscribers: 1000,
+            pub_inflight: 64,
+            idle_conns: 10_000,
+        }
+    }
+}
+
+pub struct Paths {
+    root: PathBuf,
+    portico: PathBuf,
+    loadgen: PathBuf,
+    native: PathBuf,
+    node_server: PathBuf,
+    plugins: PathBuf,
+    logs: PathBuf,
+}
+
+impl Paths {
+    fn new(root: &Path) -> anyhow::Result<Self> {
+        let root = root.canonicalize()?;
+        let release = root.join("target/release");
+        let work = root.join("target/bench");
+        let p = Self {
+            portico: release.join("portico"),
+            loadgen: release.join("portico-loadgen"),
+            native: release.join("portico-native-peer"),
+            node_server: root.join("bench/peers/node/server.mjs"),
+            plugins: work.join("plugins"),
+            logs: work.join("logs"),
+            root,
+        };
+        for bin in [&p.portico, &p.loadgen, &p.native] {
+            anyhow::ensure!(
+                bin.exists(),
+                "{} is missing: build with `cargo build --release -p portico -p portico-bench -p portico-native-peer`",
+                bin.display()
+            );
+        }
+        anyhow::ensure!(
+            p.root
+                .join("bench/peers/node/node_modules/socket.io")
+                .exists(),
+            "the Node peer's dependencies are missing: run `npm ci` in bench/peers/node"
+        );
+        std::fs::create_dir_all(&p.plugins)?;
+        std::fs::create_dir_all(&p.logs)?;
+        // Only the two plugins the scenarios use, so every Portico run loads the same set.
+        for name in ["echo", "chat"] {
+            let src = p
+                .root
+                .join(format!("target/wasm32-wasip2/plugin/{name}.wasm"));
+            std::fs::copy(&src, p.plugins.join(format!("{name}.wasm")))
+                .with_context(|| format!("{} (run `make plugins`)", src.display()))?;
+        }
+        Ok(p)
+    }
+}
+
+/// One peer's outcome in one scenario.
+pub enum Cell {
+    Done(Measured),
+    Unavailable(String),
+    Failed(String),
+}
+
+/// What was measured for one peer in one scenario.
+pub struct Measured {
+    /// The generator's result line.
+    pub lg: Value,
+    /// Server CPU seconds during the measured window (idle: during connecting).
+    pub server_cpu: f64,
+    /// Generator CPU seconds during the measured window.
+    pub gen_cpu: f64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
+    let log = p.logs.join(format!("{scenario}-{peer:?}.log"));
+    let cmd = match peer {
+        Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent => {
+            let mut c = pinned(SERVER_CORE, &p.portico);
+            c.args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+                .arg("--plugins")
+                .arg(&p.plugins)
+                .arg("--cache-dir")
+                .arg(p.root.join("target/bench/cache"))
+                .env("PORTICO_LOG", "warn")
+                .env(
+                    "PORTICO_RUNTIME__ISOLATION",
+                    if peer == Peer::PorticoFresh {
+                        "fresh"
+                    } else {
+                        "pooled"
+                    },
+                )
+                .env("PORTICO_SOCKETIO__MAX_BUFFER_SIZE", MAX_BUFFER)
+                // Same rules for every peer: no throttling (the peers have none).
+                .env("PORTICO_THROTTLE__EVENTS_PER_SEC", "0")
+                .env("PORTICO_THROTTLE__CONNECTIONS_PER_SEC", "0")
+                .env(
+                    "PORTICO_SCHEDULER",
+                    if peer == Peer::PorticoCurrent {
+                        "current-thread"
+                    } else {
+                        "multi-thread"
+                    },
+                );
+            c
+        }
+        Peer::NativeMulti | Peer::NativeCurrent => {
+            let mut c = pinned(SERVER_CORE, &p.native);
+            c.args(["--listen", "127.0.0.1:0", "--max-buffer-size", MAX_BUFFER])
+                .args([
+                    "--runtime",
+                    if peer == Peer::NativeMulti {
+                        "multi"
+                    } else {
+                        "current"
+                    },
+                ])
+                .env("BENCH_SECRET", SECRET);
+            c
+        }
+        Peer::Node => {
+            let mut c = pinned(SERVER_CORE, "node");
+            c.arg(&p.node_server)
+                .env("PORT", "0")
+                .env("BENCH_SECRET", SECRET)
+                .env("NODE_ENV", "production");
+            c
+        }
+    };
+    start_server(cmd, &log)
+}
+
+fn timing_args(s: &Settings) -> Vec<String> {
+    vec![
+        "--warmup".into(),
+        s.warmup.to_string(),
+        "--duration".into(),
+        s.duration.to_string(),
+    ]
+}
+
+/// Run the generator against a fresh server, sampling the server's CPU time over the
+/// measured window.
+fn measure(p: &Paths, peer: Peer, scenario: &str, args: Vec<String>) -> anyhow::Result<Measured> {
+    let server = start(p, peer, scenario)?;
+    let mut full = args;
+    full.splice(1..1, ["--url".into(), format!("http://{}", server.addr)]);
+    let pid = server.pid;
+    let mut cpu = (0.0, 0.0);
+    let (lg, gen_cpu) = run_loadgen(
+        &p.loadgen,
+        &full,
+        SECRET,
+        Duration::from_secs(180),
+        |phase, _| match phase {
+            "measure-start" => cpu.0 = cpu_seconds(pid).unwrap_or(0.0),
+            "measure-end" => cpu.1 = cpu_seconds(pid).unwrap_or(0.0),
+            _ => {}
+        },
+    )?;
+    Ok(Measured {
+        lg,
+        server_cpu: cpu.1 - cpu.0,
+        gen_cpu,
+        rss_before_kib: 0,
+        rss_after_kib: rss_kib(pid).unwrap_or(0),
+    })
+}
+
+fn scenario_echo(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    let mut args = vec![
+        "echo".into(),
+        "--conns".into(),
+        s.echo_conns.to_string(),
+        "--inflight".into(),
+        s.echo_inflight.to_string(),
+    ];
+    args.extend(timing_args(s));
+    cell(measure(p, peer, "a-echo", args))
+}
+
+fn scenario_fanout(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    let mut args = vec![
+        "fanout".into(),
+        "--subscribers".into(),
+        s.subscribers.to_string(),
+        "--inflight".into(),
+        s.pub_inflight.to_string(),
+    ];
+    args.extend(timing_args(s));
+    cell(measure(p, peer, "b-fanout", args))
+}
+
+fn scenario_idle(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    let run = || -> anyhow::Result<Measured> {
+        let server = start(p, peer, "c-idle")?;
+        let pid = server.pid;
+        // Let the server finish starting (JIT, lazy allocations) before the baseline.
+        std::thread::sleep(Duration::from_millis(500));
+        let before = rss_kib(pid).context("reading server RSS")?;
+        let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+        let mut after = 0;
+        let mut cpu_after = 0.0;
+        let args = vec![
+            "idle".into(),
+            "--url".into(),
+            format!("http://{}", server.addr),
+            "--conns".into(),
+            s.idle_conns.to_string(),
+            "--hold".into(),
+            "60".into(),
+        ];
+        let (lg, gen_cpu) = run_loadgen(
+            &p.loadgen,
+            &args,
+            SECRET,
+            Duration::from_secs(120),
+            |phase, stdin| {
+                if phase == "connected" {
+                    cpu_after = cpu_seconds(pid).unwrap_or(0.0);
+                    // Settle: sockets finish their post-connect work.
+                    std::thread::sleep(Duration::from_millis(1000));
+                    after = rss_kib(pid).unwrap_or(0);
+                    stdin.take();
+                }
+            },
+        )?;
+        Ok(Measured {
+            lg,
+            server_cpu: cpu_after - cpu_before,
+            gen_cpu,
+            rss_before_kib: before,
+            rss_after_kib: after,
+        })
+    };
+    cell(run())
+}
+
+fn cell(r: anyhow::Result<Measured>) -> Cell {
+    match r {
+        Ok(m) => Cell::Done(m),
+        Err(e) => Cell::Failed(format!("{e:#}")),
+    }
+}
+
+/// What this Portico build can do, found by asking it (never assumed).
+pub struct Features {
+    /// `Ok(())` when SSE is served, else why not.
+    pub sse: Result<(), String>,
+    pub hot_swap: Result<(), String>,
+    pub cluster: Result<(), String>,
+}
+
+fn probe(p: &Paths) -> Features {
+    let http = || -> anyhow::Result<(Result<(), String>, Result<(), String>)> {
+        let server = start(p, Peer::PorticoWarm, "probe")?;
+        let token = portico_bench::run::token(SECRET, "probe")?;
+        let sse = match procs::http_status(&server.addr, SSE_PATH, Some(&token))? {
+            200 => Ok(()),
+            code => Err(format!(
+                "this Portico build has no SSE endpoint (GET {SSE_PATH} answered {code})"
+            )),
+        };
+        let mut hot_swap = Err(format!(
+            "this Portico build has no admin API to install a new plugin version (GET {} answered 404)",
+            ADMIN_PROBES.join(", ")
+        ));
+        for path in ADMIN_PROBES {
+            let code = procs::http_status(&server.addr, path, Some(&token))?;
+            if code != 404 {
+                hot_swap = Err(format!(
+                    "an admin API answers on {path} ({code}) but the runner's hot-swap driver is not written yet"
+                ));
+            }
+        }
+        Ok((sse, hot_swap))
+    };
+    let (sse, hot_swap) = http().unwrap_or_else(|e| {
+        let why = format!("probe failed: {e:#}");
+        (Err(why.clone()), Err(why))
+    });
+    Features {
+        sse,
+        hot_swap,
+        cluster: probe_cluster(p),
+    }
+}
+
+/// A build without clustering refuses a `[cluster]` config section at start.
+fn probe_cluster(p: &Paths) -> Result<(), String> {
+    let out = Command::new(&p.portico)
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .arg("--plugins")
+        .arg(&p.plugins)
+        .env("PORTICO_CLUSTER__REDIS_URL", "redis://127.0.0.1:1/")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            // A build with clustering would keep running (or retry Redis): stop it.
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = c.kill();
+            c.wait_with_output()
+        });
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("unknown field `cluster`") => Err(
+            "this Portico build has no Redis cluster support (config section `cluster` is unknown)"
+                .into(),
+        ),
+        Ok(_) => Err(
+            "Portico accepts a `cluster` config, but the runner's two-node driver is not written yet"
+                .into(),
+        ),
+        Err(e) => Err(format!("probe failed: {e}")),
+    }
+}
+
+fn scenario_sse(p: &Paths, s: &Settings, peer: Peer, f: &Features) -> Cell {
+    if !peer.is_portico() {
+        return Cell::Unavailable("this peer implements no SSE endpoint yet".into());
+    }
+    if let Err(why) = &f.sse {
+        return Cell::Unavailable(why.clone());
+    }
+    // `--sse-path` is resolved against the server URL the runner passes.
+    let mut args = vec![
+        "sse".into(),
+        "--readers".into(),
+        s.subscribers.to_string(),
+        "--inflight".into(),
+        s.pub_inflight.to_string(),
+        "--sse-path".into(),
+        SSE_PATH.into(),
+    ];
+    args.extend(timing_args(s));
+    cell(measure(p, peer, "d-sse", args))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::new(args.quick);
+    let paths = Paths::new(&args.root)?;
+    let mut rep = report::Report::new(&args.command, &settings);
+    let wants = |c: char| args.only.contains(c);
+    let features = probe(&paths);
+
+    type Run = fn(&Paths, &Settings, Peer) -> Cell;
+    let plain: [(char, &str, Run); 3] = [
+        ('a', "a", scenario_echo),
+        ('b', "b", scenario_fanout),
+        ('c', "c", scenario_idle),
+    ];
+    for (letter, key, run) in plain {
+        if !wants(letter) {
+            continue;
+        }
+        for &peer in &settings.peers {
+            eprintln!("scenario ({key}) {}...", peer.label());
+            let c = run(&paths, &settings, peer);
+            if let Cell::Failed(e) = &c {
+                eprintln!("  failed: {e}");
+            }
+            rep.add(key, peer, c);
+        }
+    }
+    if wants('d') {
+        for &peer in &settings.peers {
+            eprintln!("scenario (d) {}...", peer.label());
+            rep.add("d", peer, scenario_sse(&paths, &settings, peer, &features));
+        }
+    }
+    for (letter, why) in [('e', &features.hot_swap), ('f', &features.cluster)] {
+        if !wants(letter) {
+            continue;
+        }
+        for &peer in &settings.peers {
+            let cell = match (peer.is_portico(), why) {
+                (false, _) => Cell::Unavailable("Portico-only scenario".into()),
+                (true, Err(w)) => Cell::Unavailable(w.clone()),
+                (true, Ok(())) => Cell::Unavailable("driver not written yet".into()),
+            };
+            rep.add(&letter.to_string(), peer, cell);
+        }
+    }
+    let micro = std::fs::read_to_string(paths.root.join("target/bench/plugin_call.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(s.trim()).ok());
+    let notes = std::fs::read_to_string(paths.root.join("bench/NOTES.md")).unwrap_or_default();
+    let text = rep.render(micro.as_ref(), &notes);
+    std::fs::write(paths.root.join(&args.out), text)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
