@@ -4,8 +4,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPortico, connect, call, next, token } from './fixture.mjs';
 import { startRedis } from './redis.mjs';
+import { openStream } from './sse-client.mjs';
 
-let redis, a, b;
+const API_KEY = 'cluster-publish-key';
+let redis, a, b, c;
+const streams = [];
 const sockets = [];
 const open = async (node, ns, sub) => {
   const s = await connect(node.url, ns, { auth: { token: token({ sub }) } });
@@ -15,15 +18,17 @@ const open = async (node, ns, sub) => {
 
 before(async () => {
   redis = await startRedis();
-  const env = { PORTICO_REDIS_URL: redis.url };
-  [a, b] = await Promise.all([
+  const env = { PORTICO_REDIS_URL: redis.url, PORTICO_API_KEY: API_KEY };
+  [a, b, c] = await Promise.all([
     startPortico({ plugins: ['chat', 'counter', 'faulty'], env }),
     startPortico({ plugins: ['chat', 'counter', 'faulty'], env }),
+    startPortico({ plugins: ['chat'], env }),
   ]);
 });
 after(async () => {
   sockets.forEach((s) => s.close());
-  await Promise.all([a?.stop(), b?.stop()]);
+  streams.forEach((s) => s.close());
+  await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
   await redis?.stop();
 });
 
@@ -47,6 +52,55 @@ test('a room message from a client on node B reaches a client on node A', async 
   const got = next(alice, 'message');
   assert.equal((await call(bob, 'message', { room: 'x', text: 'across' })).ok, true);
   assert.deepEqual((await got)[0], { from: 'bob', room: 'x', text: 'across' });
+});
+
+const sse = async (node, path, headers = {}) => {
+  const s = await openStream(node.url, path, { headers });
+  assert.equal(s.status, 200, JSON.stringify(s.json));
+  streams.push(s);
+  return s;
+};
+
+async function publish(node, channel, data) {
+  const res = await fetch(`${node.url}/api/v1/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ plugin: 'chat', channel, event: 'item', data }),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+test('a chat message from node B reaches Socket.IO on node A and SSE on node C', async () => {
+  const alice = await open(a, '/chat', 'alice2');
+  const bob = await open(b, '/chat', 'bob2');
+  await call(alice, 'join', { room: 'y' });
+  await call(bob, 'join', { room: 'y' });
+  const reader = await sse(c, `/sse/chat?channel=y&access_token=${token({ sub: 'carol' })}`);
+  const got = next(alice, 'message');
+  await call(bob, 'message', { room: 'y', text: 'to every node' });
+  assert.equal((await got)[0].text, 'to every node');
+  const frame = await reader.waitFor((f) => f.event === 'message');
+  assert.deepEqual(JSON.parse(frame.data), { from: 'bob2', room: 'y', text: 'to every node' });
+  assert.match(frame.id, /^\d+-\d+$/);
+});
+
+test('an SSE client moved from node A to node B resumes with Last-Event-ID: no gap, no duplicate', async () => {
+  const path = `/sse/chat?channel=moving&access_token=${token({ sub: 'dora' })}`;
+  const first = await sse(a, path);
+  for (let i = 1; i <= 25; i++) await publish(a, 'moving', { n: i });
+  await first.waitFor((f) => f.event === 'item' && JSON.parse(f.data).n === 25);
+  const seen = first.frames.filter((f) => f.event === 'item');
+  assert.deepEqual(seen.map((f) => JSON.parse(f.data).n), Array.from({ length: 25 }, (_, i) => i + 1));
+  first.close();
+
+  // Missed while away, published through both nodes.
+  for (let i = 26; i <= 50; i++) await publish(i % 2 ? a : b, 'moving', { n: i });
+  const moved = await sse(b, path, { 'last-event-id': seen.at(-1).id });
+  await publish(b, 'moving', { n: 'end' });
+  await moved.waitFor((f) => f.event === 'item' && JSON.parse(f.data).n === 'end');
+  const resumed = moved.frames.filter((f) => f.event === 'item').map((f) => JSON.parse(f.data).n);
+  assert.deepEqual(resumed, [...Array.from({ length: 25 }, (_, i) => i + 26), 'end']);
+  assert.ok(!moved.frames.some((f) => f.event === 'resync'), 'no resync: node B holds the history');
 });
 
 test('kv written through node A is read through node B', async () => {

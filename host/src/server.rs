@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
-use crate::cluster::{Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv};
+use crate::cluster::{
+    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, Streams,
+};
 use crate::config::Config;
 use crate::gateway::{self, Gateway, Io};
 use crate::ops;
@@ -150,13 +152,25 @@ impl Server {
             .build_layer();
 
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-        let channels = Arc::new(Hub::new(HubSettings {
+        let hub_settings = HubSettings {
             history: HistoryLimits {
                 size: config.sse.history_size,
                 max_age: Duration::from_secs(config.sse.history_max_age_secs),
             },
             buffer: config.sse.buffer,
-        }));
+        };
+        // Cluster mode: channels go through one Redis Stream per plugin.
+        let streams = redis
+            .as_ref()
+            .map(|r| Arc::new(Streams::new(r.clone(), config.sse.history_size)));
+        let channels = Arc::new(Hub::with_streams(hub_settings, streams.clone()));
+        if let (Some(streams), Some(url)) = (streams, &config.cluster.redis_url) {
+            streams
+                .spawn_reader(url, Arc::downgrade(&channels))
+                .await
+                .map_err(StartError::Cluster)?;
+        }
+
         channels.spawn_sweeper(Duration::from_secs(
             config.sse.history_max_age_secs.clamp(1, 60),
         ));

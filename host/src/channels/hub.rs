@@ -31,14 +31,25 @@ pub struct HubSettings {
 /// Every plugin's channels on this node.
 pub struct Hub {
     settings: HubSettings,
+    /// Cluster mode: publications go through Redis Streams.
+    streams: Option<Arc<crate::cluster::Streams>>,
     spaces: Mutex<HashMap<String, Arc<Space>>>,
     closing: watch::Sender<bool>,
 }
 
 impl Hub {
     pub fn new(settings: HubSettings) -> Self {
+        Self::with_streams(settings, None)
+    }
+
+    /// A hub whose publications go through Redis Streams (cluster mode).
+    pub fn with_streams(
+        settings: HubSettings,
+        streams: Option<Arc<crate::cluster::Streams>>,
+    ) -> Self {
         Self {
             settings,
+            streams,
             spaces: Mutex::default(),
             closing: watch::Sender::new(false),
         }
@@ -50,14 +61,17 @@ impl Hub {
         spaces
             .entry(plugin.to_owned())
             .or_insert_with(|| {
-                Arc::new(Space::new(
-                    plugin,
-                    self.settings,
-                    self.closing.subscribe(),
-                    now_ms(),
-                ))
+                let mut space =
+                    Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
+                space.streams = self.streams.clone();
+                Arc::new(space)
             })
             .clone()
+    }
+
+    /// The plugins with channels on this node.
+    pub fn plugins(&self) -> Vec<String> {
+        self.spaces.lock().unwrap().keys().cloned().collect()
     }
 
     /// End every subscription (their streams finish) and refuse new ones.
@@ -107,6 +121,7 @@ pub struct Space {
     closing: watch::Receiver<bool>,
     /// Subscribers cut off because their queue was full.
     pub cut_off: AtomicU64,
+    streams: Option<Arc<crate::cluster::Streams>>,
 }
 
 struct Inner {
@@ -178,6 +193,7 @@ impl Space {
             }),
             closing,
             cut_off: AtomicU64::new(0),
+            streams: None,
         }
     }
 
@@ -186,8 +202,63 @@ impl Space {
     }
 
     /// Publish `event` with `data` to `channel`'s subscribers and history.
-    pub fn publish(&self, channel: &str, event: &str, data: &serde_json::Value) -> Result<EventId> {
+    ///
+    /// In cluster mode the event goes to the plugin's Redis Stream, which
+    /// assigns its id, and comes back to every node (this one included)
+    /// through the stream reader. While Redis is away it is delivered here
+    /// only, with a local id: local readers keep getting events.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<EventId> {
+        if let Some(streams) = &self.streams {
+            check_channel(channel)?;
+            check_name(event, 128).map_err(|_| ChannelError::BadEvent(event.to_owned()))?;
+            if *self.closing.borrow() {
+                return Err(ChannelError::Closed);
+            }
+            match streams
+                .append(&self.plugin, channel, event, &data.to_string())
+                .await
+            {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    tracing::warn!(plugin = %self.plugin, channel, "SSE publish stays on this node: {e}")
+                }
+            }
+        }
         self.publish_at(now_ms(), channel, event, data)
+    }
+
+    /// Deliver an event whose id was assigned elsewhere (the cluster's
+    /// stream). Ids already seen are ignored, so overlapping reads are harmless.
+    pub fn deliver(&self, id: EventId, channel: &str, event: &str, data: String) {
+        let now = now_ms();
+        let mut guard = self.inner.lock().unwrap();
+        let inner = &mut *guard;
+        if id <= inner.clock.last() {
+            return;
+        }
+        inner.clock.observe(id);
+        inner.push(
+            &self.plugin,
+            now,
+            id,
+            channel,
+            event,
+            data,
+            self.settings,
+            &self.cut_off,
+        );
+    }
+
+    /// Let readers resume from as far back as `floor` (the cluster stream
+    /// holds history from before this node started).
+    pub fn lower_floor(&self, floor: EventId) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.floor = inner.floor.min(floor);
     }
 
     fn publish_at(
@@ -200,45 +271,19 @@ impl Space {
         check_channel(channel)?;
         check_name(event, 128).map_err(|_| ChannelError::BadEvent(event.to_owned()))?;
         let data = data.to_string();
-        let limits = self.settings.history;
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
         let id = inner.clock.next(now_ms);
-        let (name, ch) = match inner.channels.get_key_value(channel) {
-            Some((name, _)) => {
-                let name = name.clone();
-                let ch = inner.channels.get_mut(channel).unwrap();
-                (name, ch)
-            }
-            None => {
-                let name: Arc<str> = Arc::from(channel);
-                (name.clone(), inner.channels.entry(name).or_default())
-            }
-        };
-        let entry = Arc::new(Entry {
+        inner.push(
+            &self.plugin,
+            now_ms,
             id,
-            channel: name,
-            event: event.to_owned(),
+            channel,
+            event,
             data,
-            at_ms: now_ms,
-        });
-        ch.history.expire(now_ms, limits);
-        ch.history.push(entry.clone(), limits);
-        let mut too_slow = Vec::new();
-        for sub in &ch.subscribers {
-            if let Some(s) = inner.subscribers.get(sub)
-                && let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(entry.clone())
-            {
-                too_slow.push(*sub);
-            }
-        }
-        for sub in too_slow {
-            // Dropping the sender closes the queue: the reader drains what it
-            // has, its stream ends, and it resumes from history.
-            inner.remove_subscriber(sub);
-            self.cut_off.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(plugin = %self.plugin, subscriber = sub, "slow SSE reader cut off");
-        }
+            self.settings,
+            &self.cut_off,
+        );
         Ok(id)
     }
 
@@ -348,6 +393,58 @@ impl Space {
 }
 
 impl Inner {
+    /// Store an event in its channel's history and hand it to the channel's
+    /// subscribers; a subscriber whose queue is full is cut off.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        plugin: &str,
+        now_ms: u64,
+        id: EventId,
+        channel: &str,
+        event: &str,
+        data: String,
+        settings: HubSettings,
+        cut_off: &AtomicU64,
+    ) {
+        let limits = settings.history;
+        let (name, ch) = match self.channels.get_key_value(channel) {
+            Some((name, _)) => {
+                let name = name.clone();
+                let ch = self.channels.get_mut(channel).unwrap();
+                (name, ch)
+            }
+            None => {
+                let name: Arc<str> = Arc::from(channel);
+                (name.clone(), self.channels.entry(name).or_default())
+            }
+        };
+        let entry = Arc::new(Entry {
+            id,
+            channel: name,
+            event: event.to_owned(),
+            data,
+            at_ms: now_ms,
+        });
+        ch.history.expire(now_ms, limits);
+        ch.history.push(entry.clone(), limits);
+        let mut too_slow = Vec::new();
+        for sub in &ch.subscribers {
+            if let Some(s) = self.subscribers.get(sub)
+                && let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(entry.clone())
+            {
+                too_slow.push(*sub);
+            }
+        }
+        for sub in too_slow {
+            // Dropping the sender closes the queue: the reader drains what it
+            // has, its stream ends, and it resumes from history.
+            self.remove_subscriber(sub);
+            cut_off.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(plugin, subscriber = sub, "slow SSE reader cut off");
+        }
+    }
+
     fn remove_subscriber(&mut self, id: u64) {
         if let Some(sub) = self.subscribers.remove(&id) {
             for name in sub.channels {

@@ -21,6 +21,18 @@ impl EventId {
     pub const fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }
     }
+
+    /// The largest id before this one.
+    pub const fn predecessor(self) -> Self {
+        match (self.ms, self.seq) {
+            (0, 0) => self,
+            (ms, 0) => Self {
+                ms: ms - 1,
+                seq: u64::MAX,
+            },
+            (ms, seq) => Self { ms, seq: seq - 1 },
+        }
+    }
 }
 
 impl fmt::Display for EventId {
@@ -65,6 +77,16 @@ impl IdClock {
 
     /// The next id at wall-clock time `now_ms`: `max(last_ms, now_ms)`, with
     /// the sequence counting up within one millisecond.
+    /// The last id handed out or observed.
+    pub fn last(&self) -> EventId {
+        self.last
+    }
+
+    /// Account for an id assigned elsewhere: later ids sort after it.
+    pub fn observe(&mut self, id: EventId) {
+        self.last = self.last.max(id);
+    }
+
     pub fn next(&mut self, now_ms: u64) -> EventId {
         self.last = if now_ms > self.last.ms {
             EventId::new(now_ms, 0)

@@ -55,6 +55,7 @@ async fn apply_one(
             t.mount
                 .channels
                 .publish(&channel, &event, &data)
+                .await
                 .map_err(|e| e.to_string())?;
             let ops = if include_sender {
                 socket.within(channel.clone())

@@ -39,6 +39,7 @@ pub(super) async fn publish(
         .channels
         .space(&slot.name)
         .publish(&p.channel, &p.event, &p.data)
+        .await
         .map_err(|e| match e {
             ChannelError::Closed => PublishError::Closed,
             other => PublishError::Name(other),

@@ -1,0 +1,194 @@
+//! SSE channels across nodes: one Redis Stream per plugin.
+//!
+//! A publication is `XADD`ed to `portico:sse:<plugin>`; Redis assigns its id
+//! (`<ms>-<seq>`, the same format as local ids), so ids are ordered cluster
+//! wide. Every node, the publisher included, reads the streams back with one
+//! `XREAD BLOCK` loop on a connection of its own (a blocking read would stall
+//! the shared connection) and delivers the entries into its local channel
+//! hub: histories are the same on every node, so a client that reconnects to
+//! another node resumes with its `Last-Event-ID` and misses nothing. A node
+//! that starts, or comes back after Redis was away, reads on from where it
+//! was: Streams keep what was published meanwhile (up to their length).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+
+use super::error::{ClusterError, Result};
+use super::redis_conn::{Redis, resp3_url};
+use crate::channels::{EventId, Hub};
+
+/// How long one `XREAD` waits for new entries before looking for new plugins.
+const BLOCK: Duration = Duration::from_millis(1000);
+
+/// The Redis side of the channel hub.
+pub struct Streams {
+    redis: Redis,
+    /// Entries kept per stream (`XADD ... MAXLEN ~`): the cluster-wide history.
+    max_len: usize,
+}
+
+fn key(plugin: &str) -> String {
+    format!("portico:sse:{plugin}")
+}
+
+impl Streams {
+    pub fn new(redis: Redis, max_len: usize) -> Self {
+        Self {
+            redis,
+            max_len: max_len.max(1),
+        }
+    }
+
+    /// Append a publication; Redis assigns its id. Local subscribers get it
+    /// from the reader, like every other node's.
+    pub async fn append(
+        &self,
+        plugin: &str,
+        channel: &str,
+        event: &str,
+        data: &str,
+    ) -> Result<EventId> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(key(plugin))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg("c")
+            .arg(channel)
+            .arg("e")
+            .arg(event)
+            .arg("d")
+            .arg(data);
+        let id: String = self.redis.run(&cmd).await?;
+        id.parse()
+            .map_err(|_| ClusterError::Redis(format!("XADD returned {id:?}")))
+    }
+
+    /// Read every plugin's stream into `hub` until the hub is gone.
+    pub async fn spawn_reader(self: Arc<Self>, url: &str, hub: Weak<Hub>) -> Result<()> {
+        let client =
+            redis::Client::open(resp3_url(url)?).map_err(|e| ClusterError::Url(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(BLOCK + Duration::from_secs(2)))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        tokio::spawn(read_loop(self, conn, hub));
+        Ok(())
+    }
+}
+
+/// Per plugin, the last id delivered (`None`: not started yet).
+type Cursors = HashMap<String, String>;
+
+async fn read_loop(streams: Arc<Streams>, mut conn: ConnectionManager, hub: Weak<Hub>) {
+    let mut cursors = Cursors::new();
+    let mut failing = false;
+    loop {
+        let Some(hub) = hub.upgrade() else { return };
+        let result = read_once(&streams, &mut conn, &hub, &mut cursors).await;
+        drop(hub);
+        match result {
+            Ok(()) if failing => {
+                tracing::info!("SSE stream reader caught up with Redis again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("SSE stream reader: {e}; retrying");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+async fn read_once(
+    streams: &Streams,
+    conn: &mut ConnectionManager,
+    hub: &Hub,
+    cursors: &mut Cursors,
+) -> Result<()> {
+    // Plugins met for the first time start from the stream's tail history,
+    // so this node can resume clients right away.
+    for plugin in hub.plugins() {
+        if !cursors.contains_key(&plugin) {
+            let cursor = backfill(streams, conn, hub, &plugin).await?;
+            cursors.insert(plugin, cursor);
+        }
+    }
+    if cursors.is_empty() {
+        tokio::time::sleep(BLOCK).await;
+        return Ok(());
+    }
+    let (plugins, ids): (Vec<&String>, Vec<&String>) = cursors.iter().unzip();
+    let keys: Vec<String> = plugins.iter().map(|p| key(p)).collect();
+    let opts = StreamReadOptions::default()
+        .block(BLOCK.as_millis() as usize)
+        .count(1000);
+    let reply: Option<StreamReadReply> =
+        redis::AsyncCommands::xread_options(conn, &keys, &ids, &opts).await?;
+    for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        let Some(plugin) = stream.key.strip_prefix("portico:sse:").map(str::to_owned) else {
+            continue;
+        };
+        let space = hub.space(&plugin);
+        for entry in &stream.ids {
+            deliver(&space, entry);
+        }
+        if let Some(last) = stream.ids.last() {
+            cursors.insert(plugin, last.id.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Load the newest `max_len` entries of a plugin's stream into its history;
+/// returns the id to read on from.
+async fn backfill(
+    streams: &Streams,
+    conn: &mut ConnectionManager,
+    hub: &Hub,
+    plugin: &str,
+) -> Result<String> {
+    let reply: StreamRangeReply =
+        redis::AsyncCommands::xrevrange_count(conn, key(plugin), "+", "-", streams.max_len).await?;
+    let space = hub.space(plugin);
+    let mut entries = reply.ids;
+    entries.reverse();
+    // A stream shorter than its cap was never trimmed: this node now knows
+    // everything ever published. Otherwise a client resuming from before the
+    // oldest entry held gets an explicit resync.
+    let first = entries.first().and_then(|e| e.id.parse::<EventId>().ok());
+    let floor = match first {
+        Some(first) if entries.len() >= streams.max_len => first.predecessor(),
+        _ => EventId::new(0, 0),
+    };
+    space.lower_floor(floor);
+    for entry in &entries {
+        deliver(&space, entry);
+    }
+    Ok(entries
+        .last()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+}
+
+fn deliver(space: &crate::channels::Space, entry: &StreamId) {
+    let (Ok(id), Some(channel), Some(event), Some(data)) = (
+        entry.id.parse::<EventId>(),
+        entry.get::<String>("c"),
+        entry.get::<String>("e"),
+        entry.get::<String>("d"),
+    ) else {
+        tracing::warn!(id = %entry.id, "skipping a malformed SSE stream entry");
+        return;
+    };
+    space.deliver(id, &channel, &event, data);
+}
