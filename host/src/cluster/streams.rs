@@ -119,9 +119,9 @@ async fn read_once(
     // Plugins met for the first time start from the stream's tail history,
     // so this node can resume clients right away.
     for plugin in hub.plugins() {
-        if !cursors.contains_key(&plugin) {
-            let cursor = backfill(streams, conn, hub, &plugin).await?;
-            cursors.insert(plugin, cursor);
+        if let std::collections::hash_map::Entry::Vacant(slot) = cursors.entry(plugin) {
+            let cursor = backfill(streams, conn, hub, slot.key()).await?;
+            slot.insert(cursor);
         }
     }
     if cursors.is_empty() {
