@@ -12,7 +12,7 @@ DEV_API_KEY ?= portico-dev-publish-key
 LISTEN      ?= 127.0.0.1:8080
 PORTICO     := target/debug/portico
 
-.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps bench bench-quick bench-build bench-deps bench-micro
+.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps redis-deps bench bench-quick bench-build bench-deps bench-micro
 
 ## Build the example plugins and start one node on $(LISTEN) with a dev token.
 run: plugins build
@@ -23,7 +23,7 @@ run: plugins build
 	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo --api-key '$(DEV_API_KEY)'
 
 ## Everything: unit, SDK, plugin and runtime tests, then end-to-end tests with real clients.
-test: plugins build e2e-deps browser-deps
+test: plugins build e2e-deps browser-deps redis-deps
 	$(CARGO) test -j$(JOBS) --workspace
 	cd e2e && PORTICO_BIN=../$(PORTICO) PORTICO_PLUGIN_DIR=../$(PLUGIN_OUT) node --test --test-concurrency=1
 
@@ -46,6 +46,17 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 e2e-deps: e2e/node_modules/.package-lock.json
+
+# Cluster tests start their own redis-server on a free port (never 6379's).
+redis-deps:
+	@if ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "The cluster tests need redis-server. Install it with: sudo apt-get install -y redis-server"; exit 1; \
+	  fi; \
+	fi
 
 # The browser test drives Debian's Chromium (playwright-core never downloads a browser).
 CHROMIUM ?= /usr/bin/chromium
