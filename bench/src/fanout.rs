@@ -17,7 +17,10 @@ use crate::run::{Control, Phase, histogram, latency_json, reached, record, token
 use crate::sio::{self, Namespace, Ws};
 
 pub struct FanoutArgs {
+    /// Where the publisher connects.
     pub addr: String,
+    /// Where the Socket.IO subscribers connect (another node, for cross-node runs).
+    pub sub_addr: String,
     pub ns: String,
     pub room: String,
     pub secret: String,
@@ -118,7 +121,15 @@ async fn subscribe_sockets(
     ctl: &Arc<Control>,
     deliveries: &Arc<Deliveries>,
 ) -> (Vec<Reader>, Vec<String>) {
-    let opened = conns::open(&a.addr, ns, &a.secret, "sub", a.subscribers, a.concurrency).await;
+    let opened = conns::open(
+        &a.sub_addr,
+        ns,
+        &a.secret,
+        "sub",
+        a.subscribers,
+        a.concurrency,
+    )
+    .await;
     let mut errors = opened.errors;
     let joins: Vec<_> = futures::stream::iter(opened.conns)
         .map(|mut ws| async move {

@@ -66,6 +66,9 @@ enum Mode {
         room: Room,
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
+        /// Subscribers connect here instead of `--url` (another node of a cluster).
+        #[arg(long)]
+        sub_url: Option<String>,
     },
     /// One Socket.IO publisher, M SSE readers of the same room.
     Sse {
@@ -125,6 +128,7 @@ fn fanout_args(
 ) -> anyhow::Result<FanoutArgs> {
     Ok(FanoutArgs {
         addr: addr(&common.url)?,
+        sub_addr: addr(&common.url)?,
         ns: room.ns.clone(),
         room: room.room.clone(),
         secret: common.secret.clone(),
@@ -164,12 +168,13 @@ async fn main_async(cli: Cli) -> anyhow::Result<serde_json::Value> {
             timing,
             room,
             subscribers,
+            sub_url,
         } => {
-            fanout::run(
-                fanout_args(&common, &timing, &room, subscribers)?,
-                Readers::Sockets,
-            )
-            .await
+            let mut args = fanout_args(&common, &timing, &room, subscribers)?;
+            if let Some(url) = sub_url {
+                args.sub_addr = addr(&url)?;
+            }
+            fanout::run(args, Readers::Sockets).await
         }
         Mode::Sse {
             common,

@@ -25,8 +25,8 @@ const SECRET: &str = "portico-bench-secret";
 const MAX_BUFFER: &str = "1024";
 /// Where a Portico node streams a chat room over SSE (scenario d), once SSE exists.
 const SSE_PATH: &str = "/sse/chat?channel=bench";
-/// Paths an admin API (needed to hot-swap a plugin, scenario e) might answer on.
-const ADMIN_PROBES: [&str; 2] = ["/admin/plugins", "/api/v1/admin/plugins"];
+/// Admin token every Portico under test gets (scenario e swaps a plugin through the admin API).
+const ADMIN_TOKEN: &str = "portico-bench-admin";
 
 #[derive(Parser)]
 #[command(about = "Benchmark Portico against Node socket.io and native socketioxide")]
@@ -187,8 +187,17 @@ pub struct Measured {
 }
 
 fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
+    start_with_env(p, peer, scenario, &[])
+}
+
+fn start_with_env(
+    p: &Paths,
+    peer: Peer,
+    scenario: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let log = p.logs.join(format!("{scenario}-{peer:?}.log"));
-    let cmd = match peer {
+    let mut cmd = match peer {
         Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent => {
             let mut c = pinned(SERVER_CORE, &p.portico);
             c.args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
@@ -206,6 +215,7 @@ fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
                     },
                 )
                 .env("PORTICO_SOCKETIO__MAX_BUFFER_SIZE", MAX_BUFFER)
+                .env("PORTICO_ADMIN_TOKEN", ADMIN_TOKEN)
                 // Same rules for every peer: no throttling (the peers have none).
                 .env("PORTICO_THROTTLE__EVENTS_PER_SEC", "0")
                 .env("PORTICO_THROTTLE__CONNECTIONS_PER_SEC", "0")
@@ -242,6 +252,7 @@ fn start(p: &Paths, peer: Peer, scenario: &str) -> anyhow::Result<Server> {
             c
         }
     };
+    cmd.envs(env.iter().copied());
     start_server(cmd, &log)
 }
 
@@ -376,18 +387,16 @@ fn probe(p: &Paths) -> Features {
                 "this Portico build has no SSE endpoint (GET {SSE_PATH} answered {code})"
             )),
         };
-        let mut hot_swap = Err(format!(
-            "this Portico build has no admin API to install a new plugin version (GET {} answered 404)",
-            ADMIN_PROBES.join(", ")
-        ));
-        for path in ADMIN_PROBES {
-            let code = procs::http_status(&server.addr, path, Some(&token))?;
-            if code != 404 {
-                hot_swap = Err(format!(
-                    "an admin API answers on {path} ({code}) but the runner's hot-swap driver is not written yet"
-                ));
-            }
-        }
+        let hot_swap = match procs::http_status(
+            &server.addr,
+            "/admin/v1/plugins",
+            Some(ADMIN_TOKEN),
+        )? {
+            200 => Ok(()),
+            code => Err(format!(
+                "this Portico build has no admin API to install a new plugin version (GET /admin/v1/plugins answered {code})"
+            )),
+        };
         Ok((sse, hot_swap))
     };
     let (sse, hot_swap) = http().unwrap_or_else(|e| {
@@ -424,12 +433,143 @@ fn probe_cluster(p: &Paths) -> Result<(), String> {
             "this Portico build has no Redis cluster support (config section `cluster` is unknown)"
                 .into(),
         ),
-        Ok(_) => Err(
-            "Portico accepts a `cluster` config, but the runner's two-node driver is not written yet"
-                .into(),
-        ),
+        Ok(_) => Ok(()),
         Err(e) => Err(format!("probe failed: {e}")),
     }
+}
+
+/// (a) with the `echo` plugin replaced through the admin API halfway through the
+/// measured window: acks lost or failed across the swap, and the latency around it.
+fn scenario_swap(p: &Paths, s: &Settings, peer: Peer, f: &Features) -> Cell {
+    if !peer.is_portico() {
+        return Cell::Unavailable("Portico-only scenario".into());
+    }
+    if let Err(why) = &f.hot_swap {
+        return Cell::Unavailable(why.clone());
+    }
+    let run = || -> anyhow::Result<Measured> {
+        let server = start(p, peer, "e-swap")?;
+        let wasm = std::fs::read(p.plugins.join("echo.wasm"))?;
+        let mut args = vec![
+            "echo".into(),
+            "--url".into(),
+            format!("http://{}", server.addr),
+            "--conns".into(),
+            s.echo_conns.to_string(),
+            "--inflight".into(),
+            s.echo_inflight.to_string(),
+        ];
+        args.extend(timing_args(s));
+        let pid = server.pid;
+        let mut cpu = (0.0, 0.0);
+        let swap = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let mut swapper = None;
+        let (mut lg, gen_cpu) = run_loadgen(
+            &p.loadgen,
+            &args,
+            SECRET,
+            Duration::from_secs(180),
+            |phase, _| match phase {
+                "measure-start" => {
+                    cpu.0 = cpu_seconds(pid).unwrap_or(0.0);
+                    let (addr, wasm, swap, half) = (
+                        server.addr.clone(),
+                        wasm.clone(),
+                        swap.clone(),
+                        s.duration / 2.0,
+                    );
+                    swapper = Some(std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs_f64(half));
+                        // A new revision (new config) of the same component: the
+                        // compiled artifact is cached, so this is the swap itself.
+                        let r = procs::http_put(
+                            &addr,
+                            "/admin/v1/plugins/echo?config.revision=2",
+                            ADMIN_TOKEN,
+                            "application/wasm",
+                            &wasm,
+                        );
+                        *swap.lock().unwrap() = Some(r.map_err(|e| e.to_string()));
+                    }));
+                }
+                "measure-end" => cpu.1 = cpu_seconds(pid).unwrap_or(0.0),
+                _ => {}
+            },
+        )?;
+        if let Some(t) = swapper {
+            let _ = t.join();
+        }
+        match swap.lock().unwrap().take() {
+            Some(Ok((200, took))) => lg["swap_ms"] = Value::from(took.as_secs_f64() * 1000.0),
+            Some(Ok((code, _))) => anyhow::bail!("the swap answered HTTP {code}"),
+            Some(Err(e)) => anyhow::bail!("the swap failed: {e}"),
+            None => anyhow::bail!("the swap did not happen within the run"),
+        }
+        Ok(Measured {
+            lg,
+            server_cpu: cpu.1 - cpu.0,
+            gen_cpu,
+            rss_before_kib: 0,
+            rss_after_kib: rss_kib(pid).unwrap_or(0),
+        })
+    };
+    cell(run())
+}
+
+/// (b) across two nodes over one Redis: the publisher on node A, every
+/// subscriber on node B, so each delivery crosses nodes.
+fn scenario_cluster(p: &Paths, s: &Settings, peer: Peer, f: &Features) -> Cell {
+    if peer != Peer::PorticoWarm {
+        return Cell::Unavailable("run with the warm-pool Portico only".into());
+    }
+    if let Err(why) = &f.cluster {
+        return Cell::Unavailable(why.clone());
+    }
+    let run = || -> anyhow::Result<Measured> {
+        let redis = procs::start_redis(&p.logs.join("f-redis.log"))?;
+        let url = format!("redis://{}/", redis.addr);
+        let env = [("PORTICO_REDIS_URL", url.as_str())];
+        let a = start_with_env(p, peer, "f-node-a", &env)?;
+        let b = start_with_env(p, peer, "f-node-b", &env)?;
+        let mut args = vec![
+            "fanout".into(),
+            "--url".into(),
+            format!("http://{}", a.addr),
+            "--sub-url".into(),
+            format!("http://{}", b.addr),
+            "--subscribers".into(),
+            s.subscribers.to_string(),
+            "--inflight".into(),
+            s.pub_inflight.to_string(),
+        ];
+        args.extend(timing_args(s));
+        let pids = [a.pid, b.pid, redis.pid];
+        let cpu_all = || {
+            pids.iter()
+                .map(|&pid| cpu_seconds(pid).unwrap_or(0.0))
+                .sum::<f64>()
+        };
+        let mut cpu = (0.0, 0.0);
+        let (lg, gen_cpu) = run_loadgen(
+            &p.loadgen,
+            &args,
+            SECRET,
+            Duration::from_secs(180),
+            |phase, _| match phase {
+                "measure-start" => cpu.0 = cpu_all(),
+                "measure-end" => cpu.1 = cpu_all(),
+                _ => {}
+            },
+        )?;
+        Ok(Measured {
+            lg,
+            server_cpu: cpu.1 - cpu.0,
+            gen_cpu,
+            rss_before_kib: 0,
+            rss_after_kib: rss_kib(b.pid).unwrap_or(0),
+        })
+    };
+    cell(run())
 }
 
 fn scenario_sse(p: &Paths, s: &Settings, peer: Peer, f: &Features) -> Cell {
@@ -486,17 +626,24 @@ fn main() -> anyhow::Result<()> {
             rep.add("d", peer, scenario_sse(&paths, &settings, peer, &features));
         }
     }
-    for (letter, why) in [('e', &features.hot_swap), ('f', &features.cluster)] {
-        if !wants(letter) {
-            continue;
-        }
+    if wants('e') {
         for &peer in &settings.peers {
-            let cell = match (peer.is_portico(), why) {
-                (false, _) => Cell::Unavailable("Portico-only scenario".into()),
-                (true, Err(w)) => Cell::Unavailable(w.clone()),
-                (true, Ok(())) => Cell::Unavailable("driver not written yet".into()),
-            };
-            rep.add(&letter.to_string(), peer, cell);
+            eprintln!("scenario (e) {}...", peer.label());
+            let c = scenario_swap(&paths, &settings, peer, &features);
+            if let Cell::Failed(e) = &c {
+                eprintln!("  failed: {e}");
+            }
+            rep.add("e", peer, c);
+        }
+    }
+    if wants('f') {
+        for &peer in &settings.peers {
+            eprintln!("scenario (f) {}...", peer.label());
+            let c = scenario_cluster(&paths, &settings, peer, &features);
+            if let Cell::Failed(e) = &c {
+                eprintln!("  failed: {e}");
+            }
+            rep.add("f", peer, c);
         }
     }
     let micro = std::fs::read_to_string(paths.root.join("target/bench/plugin_call.json"))

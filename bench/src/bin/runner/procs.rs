@@ -67,6 +67,46 @@ pub fn start_server(mut cmd: Command, log: &Path) -> anyhow::Result<Server> {
 }
 
 /// A command run through `taskset -c <core>`, so the pid is the program's own.
+/// A private `redis-server` on a free loopback port (pinned with the servers).
+pub fn start_redis(log: &Path) -> anyhow::Result<Server> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log_file = std::fs::File::create(log)?;
+    let child = pinned("0", "redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting redis-server")?;
+    let addr = format!("127.0.0.1:{port}");
+    let pid = child.id();
+    let server = Server {
+        child,
+        pid,
+        addr: addr.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "redis-server did not start on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(server)
+}
+
 pub fn pinned(core: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("taskset");
     c.arg("-c").arg(core).arg(program);
@@ -174,6 +214,36 @@ pub fn run_loadgen(
 }
 
 /// `GET path` on `addr` with an optional Bearer token; the status code.
+/// `PUT` `body` to `path` with a bearer token; the status and how long the server took.
+pub fn http_put(
+    addr: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Duration)> {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let took = started.elapsed();
+    let line = String::from_utf8_lossy(&head[..n]);
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {line:?}"))?;
+    Ok((code, took))
+}
+
 pub fn http_status(addr: &str, path: &str, token: Option<&str>) -> anyhow::Result<u16> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr)?;

@@ -67,7 +67,7 @@ impl Report {
         let _ = writeln!(o, "{}\n", self.settings_line);
         let _ = writeln!(
             o,
-            "Peers: {}. All check the same HS256 JWT at the handshake. Throttling: this branch has no throttle setting, so no peer throttles. socketioxide's per-socket buffer is {} packets in both Rust peers.\n",
+            "Peers: {}. All check the same HS256 JWT at the handshake. Throttling: off for Portico (`PORTICO_THROTTLE__EVENTS_PER_SEC=0`, `..._CONNECTIONS_PER_SEC=0`); the other peers have none. socketioxide's per-socket buffer is {} packets in both Rust peers.\n",
             self.peers
                 .iter()
                 .map(|p| p.label())
@@ -77,25 +77,22 @@ impl Report {
         );
         self.targets(&mut o, micro);
         self.echo(&mut o);
-        self.fanout(&mut o);
+        self.fanout(
+            &mut o,
+            "b",
+            "(b) Room fan-out, 1 publisher -> 1,000 subscribers",
+        );
         self.idle(&mut o);
-        self.unavailable_only(
+        self.fanout(
             &mut o,
             "d",
-            "(d) SSE fan-out to 1,000 streams",
-            "deliveries/s",
+            "(d) SSE fan-out, 1 publisher -> 1,000 SSE streams",
         );
-        self.unavailable_only(
-            &mut o,
-            "e",
-            "(e) Hot swap of the plugin during (a)",
-            "lost acks, p99 during the swap",
-        );
-        self.unavailable_only(
+        self.swap(&mut o);
+        self.fanout(
             &mut o,
             "f",
-            "(f) Two Portico nodes over Redis",
-            "cross-node deliveries/s",
+            "(f) Two Portico nodes over Redis: publisher on node A -> 1,000 subscribers on node B",
         );
         micro_section(&mut o, micro);
         if !notes.trim().is_empty() {
@@ -143,17 +140,17 @@ impl Report {
         self.ratios(o, "a", "acks", "acks/s");
     }
 
-    fn fanout(&self, o: &mut String) {
-        if !self.cells.contains_key("b") {
+    fn fanout(&self, o: &mut String, key: &str, title: &str) {
+        if !self.cells.contains_key(key) {
             return;
         }
-        let _ = writeln!(o, "## (b) Room fan-out, 1 publisher -> 1,000 subscribers\n");
+        let _ = writeln!(o, "## {title}\n");
         let _ = writeln!(
             o,
             "| Peer | deliveries/s | p50 ms | p99 ms | max ms | lost deliveries | publisher ack p99 ms | server CPU | deliveries per server CPU-s | generator CPU |"
         );
         let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for (peer, cell) in self.rows("b") {
+        for (peer, cell) in self.rows(key) {
             match cell {
                 Cell::Done(m) => {
                     let lg = &m.lg;
@@ -175,7 +172,45 @@ impl Report {
                 other => unavailable_row(o, *peer, other, 10),
             }
         }
-        self.ratios(o, "b", "deliveries", "deliveries/s");
+        self.ratios(o, key, "deliveries", "deliveries/s");
+    }
+
+    /// (e): the echo run with the plugin replaced halfway through its window.
+    fn swap(&self, o: &mut String) {
+        if !self.cells.contains_key("e") {
+            return;
+        }
+        let _ = writeln!(o, "## (e) Hot swap of the echo plugin during (a)\n");
+        let _ = writeln!(
+            o,
+            "The (a) load, with `PUT /admin/v1/plugins/echo` (a new revision of the same component) halfway through the measured window. Compare p99/max with the same peer in (a).\n"
+        );
+        let _ = writeln!(
+            o,
+            "| Peer | acks/s | p50 ms | p99 ms | max ms | lost acks | error acks | swap took ms |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (peer, cell) in self.rows("e") {
+            match cell {
+                Cell::Done(m) => {
+                    let lg = &m.lg;
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                        peer.label(),
+                        rate(num(lg, "throughput")),
+                        ms(&lg["latency"], "p50_ms"),
+                        ms(&lg["latency"], "p99_ms"),
+                        ms(&lg["latency"], "max_ms"),
+                        int(lg, "lost_acks"),
+                        int(lg, "error_acks"),
+                        num(lg, "swap_ms"),
+                    );
+                }
+                other => unavailable_row(o, *peer, other, 8),
+            }
+        }
+        let _ = writeln!(o);
     }
 
     fn idle(&self, o: &mut String) {
@@ -230,33 +265,6 @@ impl Report {
         if !lines.is_empty() {
             let _ = writeln!(o, "{}\n", lines.join("\n"));
         }
-    }
-
-    fn unavailable_only(&self, o: &mut String, key: &str, title: &str, metric: &str) {
-        if !self.cells.contains_key(key) {
-            return;
-        }
-        let _ = writeln!(o, "## {title}\n");
-        let _ = writeln!(o, "| Peer | {metric} |");
-        let _ = writeln!(o, "|---|---|");
-        for (peer, cell) in self.rows(key) {
-            match cell {
-                Cell::Done(m) => {
-                    let lg = &m.lg;
-                    let _ = writeln!(
-                        o,
-                        "| {} | {} (p99 {} ms, lost {}, server CPU {}) |",
-                        peer.label(),
-                        rate(num(lg, "throughput")),
-                        ms(&lg["latency"], "p99_ms"),
-                        int(lg, "lost_deliveries"),
-                        pct(m.server_cpu, num(lg, "duration_s"))
-                    );
-                }
-                other => unavailable_row(o, *peer, other, 1),
-            }
-        }
-        let _ = writeln!(o);
     }
 
     /// Portico rows against Node and native, absolute and per server CPU-second.
