@@ -214,8 +214,7 @@ impl Space {
         data: &serde_json::Value,
     ) -> Result<EventId> {
         if let Some(streams) = &self.streams {
-            check_channel(channel)?;
-            check_name(event, 128).map_err(|_| ChannelError::BadEvent(event.to_owned()))?;
+            check_publication(channel, event)?;
             if *self.closing.borrow() {
                 return Err(ChannelError::Closed);
             }
@@ -268,8 +267,7 @@ impl Space {
         event: &str,
         data: &serde_json::Value,
     ) -> Result<EventId> {
-        check_channel(channel)?;
-        check_name(event, 128).map_err(|_| ChannelError::BadEvent(event.to_owned()))?;
+        check_publication(channel, event)?;
         let data = data.to_string();
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
@@ -462,6 +460,11 @@ fn check_name(name: &str, max: usize) -> std::result::Result<(), ()> {
     } else {
         Ok(())
     }
+}
+
+fn check_publication(channel: &str, event: &str) -> Result<()> {
+    check_channel(channel)?;
+    check_name(event, 128).map_err(|_| ChannelError::BadEvent(event.to_owned()))
 }
 
 fn check_channel(channel: &str) -> Result<()> {
