@@ -60,6 +60,11 @@ impl Hub {
             .clone()
     }
 
+    /// Every plugin's channels created so far (for metrics).
+    pub fn spaces(&self) -> Vec<Arc<Space>> {
+        self.spaces.lock().unwrap().values().cloned().collect()
+    }
+
     /// End every subscription (their streams finish) and refuse new ones.
     pub fn close(&self) {
         self.closing.send_replace(true);
