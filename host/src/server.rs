@@ -272,7 +272,10 @@ impl Server {
             let signal = signal.clone();
             async move {
                 signal.await;
-                tracing::info!(grace_secs = grace.as_secs(), "shutting down: closing connections");
+                tracing::info!(
+                    grace_secs = grace.as_secs(),
+                    "shutting down: closing connections"
+                );
                 state.channels.close();
                 // ClosingServer closes each transport: the official client
                 // reports `transport close` and reconnects (a DISCONNECT

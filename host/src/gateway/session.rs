@@ -117,9 +117,7 @@ impl Session {
     /// Process queued work in order, unless another task already is.
     pub(super) async fn drain(&self, socket: &SocketRef) {
         let _busy = self.mount.in_flight.enter();
-        self.drain_queue(socket)
-            .instrument(self.span.clone())
-            .await
+        self.drain_queue(socket).instrument(self.span.clone()).await
     }
 
     async fn drain_queue(&self, socket: &SocketRef) {

@@ -86,11 +86,7 @@ impl Metrics {
             "Socket.IO events sent: emits, send-tos and channel publishes (one per publish)",
             events_out.clone(),
         );
-        prom.register(
-            "acks",
-            "Acks sent to clients, by result",
-            acks.clone(),
-        );
+        prom.register("acks", "Acks sent to clients, by result", acks.clone());
         prom.register(
             "rate_limited_events",
             "Events refused by the per-socket rate limit",
@@ -138,7 +134,10 @@ impl Metrics {
     /// Count refused credentials (rare: the label lookup is fine here).
     pub fn auth_failure(&self, transport: &'static str, code: &'static str) {
         self.auth_failures
-            .get_or_create(&vec![("transport", transport.to_owned()), ("code", code.to_owned())])
+            .get_or_create(&vec![
+                ("transport", transport.to_owned()),
+                ("code", code.to_owned()),
+            ])
             .inc();
     }
 
@@ -155,7 +154,10 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     match state.metrics.encode() {
         Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         ),
         Err(_) => (
@@ -198,9 +200,7 @@ fn gauge(v: i64) -> ConstGauge<i64> {
 }
 
 /// The versions of a plugin that take calls now: the active one, and a canary.
-fn live_versions(
-    slot: &crate::plugins::PluginSlot,
-) -> Vec<(&'static str, Arc<PluginVersion>)> {
+fn live_versions(slot: &crate::plugins::PluginSlot) -> Vec<(&'static str, Arc<PluginVersion>)> {
     let mut v = vec![("active", slot.active())];
     if let Some(c) = slot.canary() {
         v.push(("canary", c.version.clone()));
