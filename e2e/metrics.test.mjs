@@ -135,3 +135,50 @@ test('open SSE streams are a gauge', async () => {
   }
   assert.fail('the SSE stream gauge did not go back to 0');
 });
+
+test('cluster mode: cross-node publishes, drops and Redis up/down', async () => {
+  const { startRedis } = await import('./redis.mjs');
+  const redis = await startRedis();
+  const env = { PORTICO_REDIS_URL: redis.url };
+  const [a, b] = await Promise.all([startPortico({ plugins: ['chat'], env }), startPortico({ plugins: ['chat'], env })]);
+  const local = [];
+  try {
+    const scrapeOf = async (n) => parsePrometheusTextFormat(await (await fetch(`${n.url}/metrics`)).text());
+    const num = (families, name) => Number(families.find((f) => f.name === name)?.metrics[0].value);
+    assert.equal(num(await scrapeOf(a), 'portico_redis_up'), 1);
+    const publishedBefore = num(await scrapeOf(b), 'portico_cluster_published_total');
+
+    const alice = await connect(a.url, '/chat', { auth: { token: token({ sub: 'alice' }) } });
+    const bob = await connect(b.url, '/chat', { auth: { token: token({ sub: 'bob' }) } });
+    local.push(alice, bob);
+    await call(alice, 'join', { room: 'x' });
+    await call(bob, 'join', { room: 'x' });
+    // Subscriptions may still be settling: retry until one message crosses.
+    for (let i = 0; ; i++) {
+      const got = next(alice, 'message', 400).catch(() => null);
+      await call(bob, 'message', { room: 'x', text: `m${i}` });
+      if (await got) break;
+      assert.ok(i < 20, 'no cross-node delivery');
+    }
+    assert.ok(num(await scrapeOf(b), 'portico_cluster_published_total') > publishedBefore);
+
+    await redis.stop();
+    // The next command to Redis fails and the node reports it down. (While
+    // Redis is away a node counts itself alone, so room messages are not
+    // even offered to Redis: `portico_cluster_dropped_total` stays as it was.)
+    for (let i = 0; ; i++) {
+      await call(bob, 'message', { room: 'x', text: `alone${i}` });
+      const m = await scrapeOf(b);
+      if (num(m, 'portico_redis_up') === 0) {
+        assert.ok(Number.isFinite(num(m, 'portico_cluster_dropped_total')), 'cluster_dropped is exported');
+        break;
+      }
+      assert.ok(i < 100, 'Redis never reported down');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    local.forEach((s) => s.close());
+    await Promise.all([a.stop(), b.stop()]);
+    await redis.stop();
+  }
+});
