@@ -8,11 +8,11 @@ RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p portico \
- && cargo build --target wasm32-wasip2 --profile plugin -p echo -p chat -p counter \
+ && cargo build --target wasm32-wasip2 --profile plugin -p echo -p chat -p counter -p feed \
  && mkdir -p /out/plugins \
  && cp target/release/portico /out/ \
  && cp target/wasm32-wasip2/plugin/echo.wasm target/wasm32-wasip2/plugin/chat.wasm \
-       target/wasm32-wasip2/plugin/counter.wasm /out/plugins/
+       target/wasm32-wasip2/plugin/counter.wasm target/wasm32-wasip2/plugin/feed.wasm /out/plugins/
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/portico portico \

@@ -49,6 +49,21 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub admin: AdminConfig,
     pub canary: CanaryConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// Graceful shutdown on SIGTERM / Ctrl-C.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds to let connections close and plugin calls finish before exiting anyway.
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_secs: 10 }
+    }
 }
 
 impl Default for Config {
@@ -71,6 +86,7 @@ impl Default for Config {
             data_dir: None,
             admin: AdminConfig::default(),
             canary: CanaryConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }

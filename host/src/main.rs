@@ -310,7 +310,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Scheduler::CurrentThread => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = builder.enable_all().build().context("starting tokio")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let server = Server::bind(config).await?;
         // Scripts and tests wait for this exact line to learn the real port.
         println!("listening on {}", server.url());
@@ -323,7 +323,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         server.run(shutdown_signal()).await.context("serving")
-    })
+    });
+    // The grace period is over: tasks still running (open sockets) must not
+    // hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    served
 }
 
 async fn shutdown_signal() {

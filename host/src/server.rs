@@ -68,6 +68,8 @@ pub struct AppState {
     /// Channels' ids, history and SSE subscribers.
     pub channels: Arc<Hub>,
     pub admin: Arc<Admin>,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: Arc<ops::Metrics>,
 }
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
@@ -132,7 +134,7 @@ impl Server {
         };
         let registry = Arc::new(Registry::new(Arc::new(engine), kv));
         let adapter = RedisAdapterCtr::new_with_driver(
-            driver,
+            driver.clone(),
             RedisAdapterConfig::new()
                 .with_prefix("portico")
                 .with_request_timeout(COMMAND_TIMEOUT),
@@ -183,11 +185,19 @@ impl Server {
         }
         load_plugin_dir(&registry, &config, &admin).await?;
         let config = Arc::new(config);
+        let metrics = Arc::new(ops::Metrics::new(ops::Sources {
+            registry: registry.clone(),
+            hub: channels.clone(),
+            io: io.clone(),
+            cluster: driver,
+            redis: redis.clone(),
+        }));
         let gateway = Arc::new(Gateway::new(
             io.clone(),
             verifier.clone(),
             channels.clone(),
             config.clone(),
+            metrics.clone(),
         ));
         for slot in registry.list() {
             gateway.mount(slot).await.map_err(StartError::Mount)?;
@@ -210,6 +220,7 @@ impl Server {
             redis,
             channels,
             admin,
+            metrics,
         };
         let admin = match state.config.admin.listen {
             Some(addr) => {
@@ -228,7 +239,9 @@ impl Server {
             .layer(layer)
             // Outside socketioxide's layer, so the request it keeps is the copy.
             .layer(axum::middleware::map_request(gateway::detach_handshake))
-            .layer(cors);
+            .layer(cors)
+            // Per-request spans and events at debug level (`PORTICO_LOG=tower_http=debug`).
+            .layer(tower_http::trace::TraceLayer::new_for_http());
         Ok(Self {
             listener,
             router,
@@ -255,23 +268,39 @@ impl Server {
         format!("{scheme}://{}", self.local_addr())
     }
 
-    /// Serve until `shutdown` resolves. HTTP/1.1 and HTTP/2 (h2c with prior
-    /// knowledge) on a plain listener; with TLS, ALPN picks `h2` or
-    /// `http/1.1`. At shutdown SSE streams end first, so no connection waits
-    /// on an endless response.
+    /// Serve until `shutdown` resolves, then shut down gracefully: stop
+    /// accepting, end SSE streams, close every Socket.IO connection (clients
+    /// see `transport close` and reconnect, to another node behind a load
+    /// balancer), let queued plugin calls finish, and return once all is done
+    /// or `[shutdown] grace_secs` after the signal, whichever comes first.
+    ///
+    /// HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on a plain listener;
+    /// with TLS, ALPN picks `h2` or `http/1.1`.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use futures::FutureExt;
-        let channels = self.state.channels.clone();
-        let shutdown = async move {
-            shutdown.await;
-            channels.close();
-        }
-        .shared();
+        let grace = Duration::from_secs(self.state.config.shutdown.grace_secs);
+        let signal = shutdown.shared();
+        let state = self.state.clone();
+        tokio::spawn({
+            let signal = signal.clone();
+            async move {
+                signal.await;
+                tracing::info!(
+                    grace_secs = grace.as_secs(),
+                    "shutting down: closing connections"
+                );
+                state.channels.close();
+                // ClosingServer closes each transport: the official client
+                // reports `transport close` and reconnects (a DISCONNECT
+                // packet, `io server disconnect`, would not).
+                state.io.close().await;
+            }
+        });
         if let Some((listener, router)) = self.admin {
-            let admin = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone());
+            let admin = axum::serve(listener, router).with_graceful_shutdown(signal.clone());
             tokio::spawn(async move {
                 if let Err(e) = admin.await {
                     tracing::error!("admin listener failed: {e}");
@@ -281,27 +310,54 @@ impl Server {
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        match self.tls {
-            None => {
-                axum::serve(self.listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+        let serve = async {
+            match self.tls {
+                None => {
+                    axum::serve(self.listener, app)
+                        .with_graceful_shutdown(signal.clone())
+                        .await
+                }
+                Some(config) => {
+                    let handle = axum_server::Handle::<SocketAddr>::new();
+                    let stopper = handle.clone();
+                    let signal = signal.clone();
+                    tokio::spawn(async move {
+                        signal.await;
+                        stopper.graceful_shutdown(Some(grace));
+                    });
+                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                        axum_server::tls_rustls::RustlsConfig::from_config(config),
+                    );
+                    axum_server::Server::<SocketAddr>::from_listener(self.listener)
+                        .acceptor(acceptor)
+                        .handle(handle)
+                        .serve(app)
+                        .await
+                }
             }
-            Some(config) => {
-                let handle = axum_server::Handle::<SocketAddr>::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-                });
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                    axum_server::tls_rustls::RustlsConfig::from_config(config),
+        };
+        let in_flight = self.state.gateway.in_flight().clone();
+        let finished = async {
+            serve.await?;
+            in_flight.idle().await;
+            std::io::Result::Ok(())
+        };
+        let deadline = async {
+            signal.clone().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            res = finished => {
+                tracing::info!("shut down cleanly");
+                res
+            }
+            () = deadline => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    plugin_work_in_flight = in_flight.count(),
+                    "shutdown grace period over with work still open; exiting anyway"
                 );
-                axum_server::Server::<SocketAddr>::from_listener(self.listener)
-                    .acceptor(acceptor)
-                    .handle(handle)
-                    .serve(app)
-                    .await
+                Ok(())
             }
         }
     }

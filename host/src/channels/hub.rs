@@ -74,6 +74,11 @@ impl Hub {
         self.spaces.lock().unwrap().keys().cloned().collect()
     }
 
+    /// Every plugin's channels created so far (for metrics).
+    pub fn spaces(&self) -> Vec<Arc<Space>> {
+        self.spaces.lock().unwrap().values().cloned().collect()
+    }
+
     /// End every subscription (their streams finish) and refuse new ones.
     pub fn close(&self) {
         self.closing.send_replace(true);

@@ -2,7 +2,8 @@
 //! the official Socket.IO browser client and EventSource.
 //!
 //! Development only: `/demo/session` hands out tokens signed with the
-//! configured secret to anyone who asks.
+//! configured secret to anyone who asks (with `role=editor` if asked, so the
+//! feed accepts posts), and the admin token, so the page can list plugins.
 
 use axum::Json;
 use axum::Router;
@@ -41,6 +42,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct SessionQuery {
     name: String,
+    /// Only `editor` (the feed plugin's posting role) is minted.
+    role: Option<String>,
 }
 
 async fn session(
@@ -60,15 +63,32 @@ async fn session(
             Json(json!({ "error": { "code": "demo_unavailable", "message": msg } })),
         );
     };
+    let claims: Vec<(String, String)> = match q.role.as_deref() {
+        None => vec![],
+        Some("editor") => vec![("role".into(), "editor".into())],
+        Some(other) => {
+            let msg = format!("the demo mints role `editor` only, not {other:?}");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": { "code": "bad_request", "message": msg } })),
+            );
+        }
+    };
     match crate::auth::mint(
         secret,
         if name.is_empty() { "guest" } else { &name },
         3600,
-        &[],
+        &claims,
     ) {
+        // This route exists in demo mode only: handing out the admin token
+        // is what lets the page show the plugin list.
         Ok(token) => (
             StatusCode::OK,
-            Json(json!({ "name": name, "token": token })),
+            Json(json!({
+                "name": name,
+                "token": token,
+                "admin_token": state.config.admin.token,
+            })),
         ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

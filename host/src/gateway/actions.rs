@@ -3,6 +3,7 @@
 use super::{AckSender, SocketRef};
 use serde_json::json;
 use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError};
 
 use super::mount::Mount;
 use super::wire::{self, Args};
@@ -33,15 +34,15 @@ async fn apply_one(
     let socket = t.socket;
     match action {
         Action::Emit { event, payload } => {
-            socket
-                .emit(&event, &Args::new(payload)?)
-                .map_err(|e| format!("emit {event}: {e}"))?;
+            let sent = socket.emit(&event, &Args::new(payload)?);
+            counted(t.mount, sent, true).map_err(|e| format!("emit {event}: {e}"))?;
         }
         Action::Ack(payload) => {
             let args = Args::new(payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
-                ack.send(&args).map_err(|e| format!("ack: {e}"))?;
+                counted(t.mount, ack.send(&args), false).map_err(|e| format!("ack: {e}"))?;
+                t.mount.stats.acks_ok.inc();
             }
         }
         Action::Publish {
@@ -65,6 +66,7 @@ async fn apply_one(
             ops.emit(&event, &data)
                 .await
                 .map_err(|e| format!("publish {event} to {channel}: {e}"))?;
+            t.mount.stats.events_out.inc();
         }
         Action::SendTo {
             socket: id,
@@ -81,8 +83,7 @@ async fn apply_one(
                 .of(&t.mount.slot.mount)
                 .and_then(|ns| ns.get_socket(sid));
             match target {
-                Some(s) => s
-                    .emit(&event, &args)
+                Some(s) => counted(t.mount, s.emit(&event, &args), true)
                     .map_err(|e| format!("send-to {id}: {e}"))?,
                 None => tracing::debug!(socket = %id, "send-to: no such socket here"),
             }
@@ -107,8 +108,22 @@ async fn apply_one(
 }
 
 /// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.
-pub(super) fn reject(ack: Option<AckSender>, r: &Rejection) {
+pub(super) fn reject(mount: &Mount, ack: Option<AckSender>, r: &Rejection) {
     if let Some(ack) = ack {
-        let _ = ack.send(&json!({ "ok": false, "code": r.code, "message": r.message }));
+        let sent = ack.send(&json!({ "ok": false, "code": r.code, "message": r.message }));
+        if counted(mount, sent, false).is_ok() {
+            mount.stats.acks_error.inc();
+        }
     }
+}
+
+/// Count a packet sent to one socket: out (when `event`), or dropped because
+/// the socket's buffer was full (a slow consumer).
+fn counted(mount: &Mount, sent: Result<(), SendError>, event: bool) -> Result<(), SendError> {
+    match &sent {
+        Ok(()) if event => mount.stats.events_out.inc(),
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => mount.stats.dropped.inc(),
+        _ => 0,
+    };
+    sent
 }

@@ -26,6 +26,10 @@ pub struct Mount {
     pub(super) connections: Arc<ConnectionLimiter>,
     /// The plugin's channels: publications also reach SSE subscribers.
     pub(super) channels: Arc<crate::channels::Space>,
+    /// This namespace's counters (cached handles: one atomic add per event).
+    pub(super) stats: crate::ops::NsMetrics,
+    pub(super) metrics: Arc<crate::ops::Metrics>,
+    pub(super) in_flight: crate::ops::InFlight,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -97,10 +101,11 @@ async fn handshake(
     }
     let token = take_token(&socket, &mut auth);
     let verified = match (mount.auth, token) {
-        (AuthMode::None, _) | (AuthMode::Optional, None) => None,
-        (AuthMode::Required, None) => return Err(AuthError::Missing.into()),
-        (_, Some(token)) => Some(mount.verifier.verify(&token)?),
-    };
+        (AuthMode::None, _) | (AuthMode::Optional, None) => Ok(None),
+        (AuthMode::Required, None) => Err(AuthError::Missing),
+        (_, Some(token)) => mount.verifier.verify(&token).map(Some),
+    }
+    .inspect_err(|e| mount.metrics.auth_failure("socketio", e.code()))?;
     let expires_at = verified.as_ref().and_then(|v| v.expires_at);
     let principal = verified.map(|Verified { principal, .. }| principal);
     let conn = Connection {

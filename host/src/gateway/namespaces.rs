@@ -10,6 +10,7 @@ use super::throttle::{ConnectionLimiter, EventLimits};
 use crate::auth::Verifier;
 use crate::channels::Hub;
 use crate::config::Config;
+use crate::ops::{InFlight, Metrics};
 use crate::plugins::PluginSlot;
 
 pub struct Gateway {
@@ -18,10 +19,19 @@ pub struct Gateway {
     connections: Arc<ConnectionLimiter>,
     channels: Arc<Hub>,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    /// Socket queues being drained; shutdown waits for them.
+    in_flight: InFlight,
 }
 
 impl Gateway {
-    pub fn new(io: Io, verifier: Arc<Verifier>, channels: Arc<Hub>, config: Arc<Config>) -> Self {
+    pub fn new(
+        io: Io,
+        verifier: Arc<Verifier>,
+        channels: Arc<Hub>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let connections = Arc::new(ConnectionLimiter::new(&config.throttle));
         Self {
             io,
@@ -29,7 +39,14 @@ impl Gateway {
             connections,
             channels,
             config,
+            metrics,
+            in_flight: InFlight::default(),
         }
+    }
+
+    /// Plugin work in progress on sockets (graceful shutdown waits for it).
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     pub fn io(&self) -> &Io {
@@ -48,6 +65,9 @@ impl Gateway {
             limits: EventLimits::for_plugin(&self.config, &name),
             connections: self.connections.clone(),
             channels: self.channels.space(&name),
+            stats: self.metrics.namespace(&slot.mount),
+            metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
             slot,
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use super::{AckSender, Adapter, SocketRef};
 use socketioxide::handler::Value;
@@ -55,12 +56,17 @@ pub(super) struct Session {
     kicked: AtomicBool,
     /// The timer that disconnects the socket when its token expires.
     pub(super) expiry: Mutex<Option<AbortHandle>>,
+    /// Every log line about this socket (plugin logs included) carries its id
+    /// and namespace.
+    span: tracing::Span,
 }
 
 impl Session {
     pub(super) fn new(conn: Connection, mount: Arc<Mount>, guard: ConnectionGuard) -> Self {
         let throttle = SocketThrottle::new(mount.limits);
+        let span = tracing::info_span!("socket", id = %conn.id, namespace = %conn.namespace);
         Self {
+            span,
             conn,
             mount,
             guard,
@@ -110,6 +116,11 @@ impl Session {
 
     /// Process queued work in order, unless another task already is.
     pub(super) async fn drain(&self, socket: &SocketRef) {
+        let _busy = self.mount.in_flight.enter();
+        self.drain_queue(socket).instrument(self.span.clone()).await
+    }
+
+    async fn drain_queue(&self, socket: &SocketRef) {
         loop {
             if self.draining.swap(true, Ordering::Acquire) {
                 return;
@@ -139,9 +150,10 @@ impl Session {
         match work {
             Work::Connected(list) => actions::apply(&target, list, None).await,
             Work::Malformed { reason, ack } => {
-                actions::reject(ack, &Rejection::new("bad_request", reason))
+                actions::reject(&self.mount, ack, &Rejection::new("bad_request", reason))
             }
             Work::Limited(ack) => actions::reject(
+                &self.mount,
                 Some(ack),
                 &Rejection::new(
                     "rate_limited",
@@ -156,10 +168,10 @@ impl Session {
                 let version = self.version();
                 match version.on_event(&self.conn, event).await {
                     Ok(Ok(list)) => actions::apply(&target, list, ack).await,
-                    Ok(Err(rejection)) => actions::reject(ack, &rejection),
+                    Ok(Err(rejection)) => actions::reject(&self.mount, ack, &rejection),
                     Err(e) => {
                         tracing::debug!(socket = %self.conn.id, event = %name, "event failed: {e}");
-                        actions::reject(ack, &e.to_rejection());
+                        actions::reject(&self.mount, ack, &e.to_rejection());
                     }
                 }
             }
@@ -197,8 +209,11 @@ impl FromMessage<Adapter> for Enqueued {
             return Ok(Enqueued(session));
         }
         match session.throttle.check() {
-            Verdict::Allow => {}
+            Verdict::Allow => {
+                session.mount.stats.events_in.inc();
+            }
             verdict => {
+                session.mount.stats.rate_limited.inc();
                 match AckSender::from_message_parts(&s, &mut v, &ack_id) {
                     Ok(ack) if ack_id.is_some() => session.push(Work::Limited(ack)),
                     _ => {

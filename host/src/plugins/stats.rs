@@ -12,12 +12,15 @@ const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
 /// Durations in nanoseconds, bucketed by power of two and eighths of it.
 pub struct Histogram {
     buckets: Box<[AtomicU64]>,
+    /// Total of every recorded duration (for Prometheus' `_sum`).
+    sum_ns: AtomicU64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         Self {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
         }
     }
 }
@@ -54,6 +57,35 @@ impl Histogram {
     pub fn record(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Sum of every recorded duration.
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
+    }
+
+    /// Samples at or below each bound, for Prometheus' cumulative buckets.
+    /// A bound inside one of our buckets counts that bucket only when the
+    /// bucket's top fits under it, so counts never overstate.
+    pub fn cumulative(&self, bounds: &[Duration]) -> Vec<u64> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        bounds
+            .iter()
+            .map(|b| {
+                let ns = u64::try_from(b.as_nanos()).unwrap_or(u64::MAX);
+                counts
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, _)| upper(*i) <= ns)
+                    .map(|(_, c)| c)
+                    .sum()
+            })
+            .collect()
     }
 
     pub fn count(&self) -> u64 {
@@ -123,5 +155,16 @@ mod tests {
         assert!((50_000.0..=50_000.0 * 1.125).contains(&p50), "{p50}");
         assert!((99_000.0..=99_000.0 * 1.125).contains(&p99), "{p99}");
         assert_eq!(h.count(), 100);
+        assert_eq!(h.sum(), Duration::from_micros(5050));
+    }
+
+    #[test]
+    fn cumulative_counts_are_monotonic_and_bounded() {
+        let h = Histogram::default();
+        for us in [1u64, 10, 100, 1000, 10_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let bounds = [5u64, 50, 500, 5000, 50_000].map(Duration::from_micros);
+        assert_eq!(h.cumulative(&bounds), vec![1, 2, 3, 4, 5]);
     }
 }

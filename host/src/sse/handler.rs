@@ -44,10 +44,11 @@ pub(super) async fn subscribe(
         ));
     }
     let verified = match (state.config.auth_mode(&slot.name), token) {
-        (AuthMode::None, _) | (AuthMode::Optional, None) => None,
-        (AuthMode::Required, None) => return Err(AuthError::Missing.into()),
-        (_, Some(token)) => Some(state.verifier.verify(&token)?),
-    };
+        (AuthMode::None, _) | (AuthMode::Optional, None) => Ok(None),
+        (AuthMode::Required, None) => Err(AuthError::Missing),
+        (_, Some(token)) => state.verifier.verify(&token).map(Some),
+    }
+    .inspect_err(|e| state.metrics.auth_failure("sse", e.code()))?;
     let expires_at = verified.as_ref().and_then(|v| v.expires_at);
     let principal = verified.map(|v| v.principal);
     let conn = Connection {

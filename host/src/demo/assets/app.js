@@ -17,7 +17,8 @@ function item(list, text, cls) {
 async function connect() {
   const name = $('name').value.trim() || 'guest';
   localStorage.setItem('portico-name', name);
-  session = await (await fetch(`/demo/session?name=${encodeURIComponent(name)}`)).json();
+  // An editor token: the feed plugin accepts posts from role `editor` only.
+  session = await (await fetch(`/demo/session?name=${encodeURIComponent(name)}&role=editor`)).json();
   [chat, feed].forEach((s) => s && s.close());
   $('messages').innerHTML = '';
   $('feed').innerHTML = '';
@@ -30,18 +31,23 @@ async function connect() {
   chat.on('message', (m) => item('messages', `${m.from}: ${m.text}`));
   chat.on('portico:disconnect', (d) => item('messages', `disconnected: ${d.reason}`, 'system'));
 
+  // Posting goes over Socket.IO; reading over SSE (both reach channel `news`).
   feed = io('/feed', { auth: { token: session.token } });
   feed.on('connect_error', (e) => { $('feed-status').textContent = `feed: ${e.message}`; });
   events = new EventSource(`/sse/feed?channel=news&access_token=${encodeURIComponent(session.token)}`);
   events.onopen = () => { $('feed-status').textContent = 'live'; };
   events.onerror = () => { $('feed-status').textContent = 'reconnecting (or SSE unavailable)'; };
+  // The feed publishes `post {n, title, body, by, at}`; the publish API may send any event.
   const show = (e) => {
     let data;
     try { data = JSON.parse(e.data); } catch { data = e.data; }
-    item('feed', typeof data === 'object' ? (data.title ?? data.text ?? JSON.stringify(data)) : String(data));
+    if (data && typeof data === 'object') {
+      const by = data.by ? ` (${data.by})` : '';
+      item('feed', `${data.title ?? data.text ?? JSON.stringify(data)}${by}`);
+    } else item('feed', String(data));
   };
   events.onmessage = show;
-  ['post', 'item', 'news', 'notification'].forEach((name) => events.addEventListener(name, show));
+  events.addEventListener('post', show);
 }
 
 async function join() {
@@ -67,22 +73,28 @@ async function post(e) {
   const title = $('post-title').value.trim();
   if (!feed || !title) return;
   const ack = await feed.emitWithAck('post', { channel: 'news', title });
-  if (ack && ack.ok === false) $('feed-status').textContent = `not posted: ${ack.code}`;
+  if (ack && ack.ok === false) $('feed-status').textContent = `not posted: ${ack.code} ${ack.message}`;
   else $('post-title').value = '';
 }
 
 async function refreshPlugins() {
   try {
-    const headers = session && session.admin_token ? { authorization: `Bearer ${session.admin_token}` } : {};
-    const res = await fetch('/admin/v1/plugins', { headers });
+    if (!session || !session.admin_token) throw new Error('start the node with --admin-token');
+    const res = await fetch('/admin/v1/plugins', { headers: { authorization: `Bearer ${session.admin_token}` } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = await res.json();
-    const rows = (body.plugins ?? body).map((p) => {
-      const c = p.counters ?? {};
-      const cells = [p.name, p.version ?? p.active_version, c.connections, c.events, c.errors, c.p99_ms];
-      return `<tr>${cells.map((v) => `<td>${v ?? ''}</td>`).join('')}</tr>`;
-    });
-    $('plugins').innerHTML = rows.join('');
+    const { plugins } = await res.json();
+    const p99 = (us) => (us == null ? '' : (us / 1000).toFixed(2));
+    $('plugins').replaceChildren(...plugins.map((p) => {
+      const tr = document.createElement('tr');
+      tr.dataset.plugin = p.name;
+      const c = p.counters;
+      for (const v of [p.name, p.version, p.connections, c.events, c.errors, p99(c.p99_us)]) {
+        const td = document.createElement('td');
+        td.textContent = String(v);
+        tr.append(td);
+      }
+      return tr;
+    }));
     $('admin-status').textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     $('admin-status').textContent = `admin API unavailable (${err.message})`;
