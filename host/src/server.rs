@@ -168,6 +168,13 @@ impl Server {
             admin.set_removed(restored.removed);
         }
         load_plugin_dir(&registry, &config, &admin).await?;
+        // Cluster mode: the cluster's plugin set wins for the names it has.
+        if let Some(redis) = &redis {
+            admin
+                .join_cluster(redis, node_id(&config), &registry)
+                .await
+                .map_err(StartError::Cluster)?;
+        }
         let config = Arc::new(config);
         let gateway = Arc::new(Gateway::new(
             io.clone(),
@@ -197,6 +204,7 @@ impl Server {
             channels,
             admin,
         };
+        crate::admin::replicate::spawn(state.clone());
         let admin = match state.config.admin.listen {
             Some(addr) => {
                 let l = TcpListener::bind(addr)
