@@ -13,11 +13,14 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
-use crate::cluster::{Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv};
+use crate::cluster::{
+    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence,
+};
 use crate::config::Config;
 use crate::gateway::{Gateway, Io};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::presence::Presence;
 use crate::{publish, sse};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +131,20 @@ impl Server {
                 (ClusterDriver::redis(redis.clone()), kv, Some(redis))
             }
         };
-        let registry = Arc::new(Registry::new(Arc::new(engine), kv));
+        let presence = match &redis {
+            None => Presence::memory(node_id(&config)),
+            Some(r) => {
+                let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
+                let p = Presence::redis(
+                    node_id(&config),
+                    RedisPresence::new(r.clone(), node_id(&config), ttl),
+                );
+                p.spawn_heartbeat();
+                p
+            }
+        };
+        let registry =
+            Arc::new(Registry::new(Arc::new(engine), kv).with_presence(presence.clone()));
         let adapter = RedisAdapterCtr::new_with_driver(
             driver,
             RedisAdapterConfig::new()
@@ -176,12 +192,15 @@ impl Server {
                 .map_err(StartError::Cluster)?;
         }
         let config = Arc::new(config);
-        let gateway = Arc::new(Gateway::new(
-            io.clone(),
-            verifier.clone(),
-            channels.clone(),
-            config.clone(),
-        ));
+        let gateway = Arc::new(
+            Gateway::new(
+                io.clone(),
+                verifier.clone(),
+                channels.clone(),
+                config.clone(),
+            )
+            .with_presence(presence),
+        );
         for slot in registry.list() {
             gateway.mount(slot).await.map_err(StartError::Mount)?;
         }

@@ -65,6 +65,7 @@ pub mod config;
 mod host;
 pub mod kv;
 pub mod log;
+pub mod presence;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -105,7 +106,7 @@ pub mod __private {
 pub mod prelude {
     pub use crate::{
         Action, Actions, Connection, Event, EventSpec, Manifest, Payload, Plugin, Principal,
-        Rejection, Transport, config, json, kv, log, time,
+        Rejection, Transport, config, json, kv, log, presence, time,
     };
 }
 

@@ -11,6 +11,7 @@ pub mod client;
 mod error;
 mod openapi;
 mod plugins;
+mod presence;
 pub mod replicate;
 mod revisions;
 pub mod scaffold;
@@ -141,6 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route("/plugins/{name}/versions", get(revisions::list_versions))
         .route("/plugins/{name}/rollback", post(revisions::rollback))
         .route("/plugins/{name}/promote", post(revisions::promote))
+        .route(
+            "/plugins/{name}/presence/{channel}",
+            get(presence::channel_presence),
+        )
         .fallback(async || ApiError::NoRoute)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -26,6 +26,8 @@ pub struct Mount {
     pub(super) connections: Arc<ConnectionLimiter>,
     /// The plugin's channels: publications also reach SSE subscribers.
     pub(super) channels: Arc<crate::channels::Space>,
+    /// Who is in which channel (joins, leaves, disconnects).
+    pub(super) presence: Arc<crate::presence::Presence>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -159,6 +161,11 @@ async fn handshake(
             session.report_throttle();
             session.push(Work::Disconnected(reason.to_string()));
             session.drain(&socket).await;
+            let mount = &session.mount;
+            mount
+                .presence
+                .disconnected(&mount.slot.name, &session.conn.id)
+                .await;
         }
     });
     Ok(())

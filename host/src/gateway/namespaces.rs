@@ -11,6 +11,7 @@ use crate::auth::Verifier;
 use crate::channels::Hub;
 use crate::config::Config;
 use crate::plugins::PluginSlot;
+use crate::presence::Presence;
 
 pub struct Gateway {
     io: Io,
@@ -18,6 +19,7 @@ pub struct Gateway {
     connections: Arc<ConnectionLimiter>,
     channels: Arc<Hub>,
     config: Arc<Config>,
+    presence: Arc<Presence>,
 }
 
 impl Gateway {
@@ -28,8 +30,15 @@ impl Gateway {
             verifier,
             connections,
             channels,
+            presence: Presence::memory(crate::server::node_id(&config)),
             config,
         }
+    }
+
+    /// Record joins, leaves and disconnects in `presence`.
+    pub fn with_presence(mut self, presence: Arc<Presence>) -> Self {
+        self.presence = presence;
+        self
     }
 
     pub fn io(&self) -> &Io {
@@ -48,6 +57,7 @@ impl Gateway {
             limits: EventLimits::for_plugin(&self.config, &name),
             connections: self.connections.clone(),
             channels: self.channels.space(&name),
+            presence: self.presence.clone(),
             slot,
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");
