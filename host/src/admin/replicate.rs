@@ -24,6 +24,9 @@ use crate::server::AppState;
 /// How often a node compares its plugin set with the cluster's.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
+/// Change notifications from Redis: `(channel, payload)`.
+type Notifications = mpsc::Receiver<(String, Vec<u8>)>;
+
 pub struct Replicator {
     store: PluginStore,
     node: String,
@@ -31,7 +34,7 @@ pub struct Replicator {
     applied: Mutex<HashMap<String, u64>>,
     /// Local changes not yet recorded (Redis was away): retried by the reconcile.
     pending: Mutex<BTreeSet<String>>,
-    changes: Mutex<Option<mpsc::Receiver<(String, Vec<u8>)>>>,
+    changes: Mutex<Option<Notifications>>,
 }
 
 /// What applying a record did to the registry.

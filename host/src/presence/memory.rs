@@ -5,10 +5,13 @@ use std::sync::Mutex;
 
 use super::Member;
 
-/// `(plugin, channel)` -> socket id -> subject.
+/// Socket id -> subject.
+type Members = BTreeMap<String, Option<String>>;
+
+/// `(plugin, channel)` -> members.
 #[derive(Default)]
 pub struct MemoryPresence {
-    channels: Mutex<HashMap<(String, String), BTreeMap<String, Option<String>>>>,
+    channels: Mutex<HashMap<(String, String), Members>>,
 }
 
 impl MemoryPresence {

@@ -34,13 +34,16 @@ enum Backend {
     Redis(RedisPresence),
 }
 
+/// A local socket's subject and the channels it is in.
+type Joined = (Option<String>, BTreeSet<String>);
+
 /// The presence record of this node (and, in cluster mode, of the cluster).
 pub struct Presence {
     node: String,
     backend: Backend,
     /// Channels each local socket is in, by `(plugin, socket)`: what to remove
     /// at disconnect, and what to record again after Redis lost it.
-    local: Mutex<HashMap<(String, String), (Option<String>, BTreeSet<String>)>>,
+    local: Mutex<HashMap<(String, String), Joined>>,
 }
 
 impl Presence {
