@@ -105,3 +105,24 @@ test('a new version, a rollback and a removal on one node reach the others', asy
   const c = await start();
   assert.equal((await admin(c, 'GET', '/plugins/chat')).status, 404);
 });
+
+test('a change made while Redis is away reaches the other node once Redis is back (empty), and a later node has it', async () => {
+  const [a, b] = await Promise.all([start(), start()]);
+  // A name of its own: the earlier test removed chat from the cluster.
+  assert.equal((await admin(a, 'PUT', '/plugins/talk', { body: wasm('chat'), query: 'config.version=3.0.0' })).status, 201);
+  await within('3.0.0 on node B', PROPAGATION_MS, async () => (await activeVersion(b, 'talk')) === '3.0.0');
+
+  await redis.stop();
+  // The change serves on node A at once; Redis restarts with no data at all.
+  assert.equal((await admin(a, 'PUT', '/plugins/talk', { body: wasm('chat'), query: 'config.version=4.0.0' })).status, 200);
+  assert.equal(await activeVersion(a, 'talk'), '4.0.0');
+  assert.equal(await activeVersion(b, 'talk'), '3.0.0');
+  await redis.restart();
+  // Bound: the 5 s reconcile plus Redis reconnects.
+  const caught = await within('4.0.0 on node B after the outage', 8000, async () => (await activeVersion(b, 'talk')) === '4.0.0');
+  console.log(`# change made during the outage reached node B ${caught.ms} ms after Redis returned`);
+  const c = await start();
+  assert.equal(await activeVersion(c, 'talk'), '4.0.0');
+  assert.equal(a.proc.exitCode, null);
+  assert.equal(b.proc.exitCode, null);
+});

@@ -8,8 +8,9 @@
 //! version, which then reaches every node.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
@@ -24,17 +25,28 @@ use crate::server::AppState;
 /// How often a node compares its plugin set with the cluster's.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
+/// Which change a record is (its unique `change` id).
+type Stamp = String;
+
+fn stamp(rec: &PluginRecord) -> Stamp {
+    rec.change.clone()
+}
+
 /// Change notifications from Redis: `(channel, payload)`.
 type Notifications = mpsc::Receiver<(String, Vec<u8>)>;
 
 pub struct Replicator {
     store: PluginStore,
     node: String,
-    /// The generation applied (or announced) last, per plugin name.
-    applied: Mutex<HashMap<String, u64>>,
+    /// The change applied (or announced) last, per plugin name. A record that differs is applied: records are
+    /// always read fresh from Redis, and a Redis that restarted empty counts
+    /// generations from 1 again, so "newer" cannot be trusted, "other" can.
+    applied: Mutex<HashMap<String, Stamp>>,
     /// Local changes not yet recorded (Redis was away): retried by the reconcile.
     pending: Mutex<BTreeSet<String>>,
     changes: Mutex<Option<Notifications>>,
+    /// Numbers this node's changes.
+    seq: AtomicU64,
 }
 
 /// What applying a record did to the registry.
@@ -56,6 +68,7 @@ impl Replicator {
             applied: Mutex::default(),
             pending: Mutex::default(),
             changes: Mutex::new(Some(changes)),
+            seq: AtomicU64::new(0),
         })
     }
 
@@ -86,17 +99,23 @@ impl Replicator {
             if rec.removed {
                 removed.push(name.clone());
             }
-            self.applied.lock().unwrap().insert(name, rec.generation);
+            self.applied.lock().unwrap().insert(name, stamp(&rec));
         }
         (removed, installed)
     }
 
     /// The record of what this node serves for `name` now (removed if nothing).
     fn record_of(&self, registry: &Registry, name: &str) -> (PluginRecord, Option<Arc<[u8]>>) {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let change = format!("{}:{nanos}:{seq}", self.node);
         let Some(slot) = registry.get(name) else {
             let rec = PluginRecord {
                 generation: 0,
                 node: self.node.clone(),
+                change,
                 removed: true,
                 mount: String::new(),
                 sha256: String::new(),
@@ -109,6 +128,7 @@ impl Replicator {
         let rec = PluginRecord {
             generation: 0,
             node: self.node.clone(),
+            change,
             removed: false,
             mount: slot.mount.clone(),
             sha256: v.sha256.clone(),
@@ -125,20 +145,25 @@ impl Replicator {
     /// Record and announce a local change of `name`. Called under the admin
     /// lock. While Redis is away the change is kept pending and retried.
     async fn announce(&self, registry: &Registry, name: &str) {
+        self.record(registry, name, false).await;
+    }
+
+    /// Record what this node serves for `name`; with `only_if_absent`, only
+    /// where the cluster has no record (another node's change wins).
+    async fn record(&self, registry: &Registry, name: &str, only_if_absent: bool) {
         let (rec, wasm) = self.record_of(registry, name);
+        let change = rec.change.clone();
         let res = async {
             if let Some(wasm) = &wasm {
                 self.store.put_blob(&rec.sha256, wasm).await?;
             }
-            self.store.publish(name, rec).await
+            self.store.publish(name, rec, only_if_absent).await
         }
         .await;
         match res {
-            Ok(generation) => {
-                self.applied
-                    .lock()
-                    .unwrap()
-                    .insert(name.to_owned(), generation);
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                self.applied.lock().unwrap().insert(name.to_owned(), change);
                 self.pending.lock().unwrap().remove(name);
             }
             Err(e) => {
@@ -242,7 +267,12 @@ pub(super) async fn announce(state: &AppState, name: &str) {
     }
 }
 
-/// Apply the cluster's record of `name` if it is newer than what this node applied.
+/// Whether `rec` is another change than the one this node applied last for `name`.
+fn unseen(r: &Replicator, name: &str, rec: &PluginRecord) -> bool {
+    r.applied.lock().unwrap().get(name) != Some(&stamp(rec))
+}
+
+/// Apply the cluster's record of `name` if this node has not applied it yet.
 async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRecord>) {
     let mut removed = state.admin.lock.lock().await;
     let rec = match rec {
@@ -253,8 +283,8 @@ async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRe
             Err(e) => return tracing::debug!(plugin = name, "cannot read the plugin record: {e}"),
         },
     };
-    let seen = r.applied.lock().unwrap().get(name).copied().unwrap_or(0);
-    if rec.generation <= seen {
+    // A local change not shared yet wins: the reconcile records it first.
+    if !unseen(r, name, &rec) || r.pending.lock().unwrap().contains(name) {
         return;
     }
     let outcome = match r.apply(&state.registry, name, &rec).await {
@@ -267,14 +297,14 @@ async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRe
             r.applied
                 .lock()
                 .unwrap()
-                .insert(name.to_owned(), rec.generation);
+                .insert(name.to_owned(), stamp(&rec));
             return;
         }
     };
     r.applied
         .lock()
         .unwrap()
-        .insert(name.to_owned(), rec.generation);
+        .insert(name.to_owned(), stamp(&rec));
     match &outcome {
         Outcome::Unchanged => return,
         Outcome::New(slot) => {
@@ -332,12 +362,27 @@ async fn reconcile(state: &AppState, r: &Replicator) {
     let Ok(records) = r.store.all().await else {
         return;
     };
+    // Names the cluster had a record of and no longer has: Redis restarted
+    // without its data. Record what this node serves again, so nodes that
+    // start later still find the set.
+    let lost: Vec<String> = r
+        .applied
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|n| !records.contains_key(*n))
+        .cloned()
+        .collect();
+    for name in lost {
+        let _guard = state.admin.lock.lock().await;
+        tracing::info!(plugin = %name, "the cluster lost its record of this plugin; recording it again");
+        r.record(&state.registry, &name, true).await;
+    }
     for (name, rec) in records {
         if r.pending.lock().unwrap().contains(&name) {
             continue;
         }
-        let seen = r.applied.lock().unwrap().get(&name).copied().unwrap_or(0);
-        if rec.generation > seen {
+        if unseen(r, &name, &rec) {
             sync(state, r, &name, Some(rec)).await;
         }
     }

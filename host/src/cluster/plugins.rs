@@ -34,6 +34,9 @@ pub struct PluginRecord {
     pub generation: u64,
     /// The node that made the change.
     pub node: String,
+    /// Unique per change (node, time, sequence): generations start again at
+    /// 1 when Redis loses its data, this does not repeat.
+    pub change: String,
     /// The plugin was removed: every node unmounts it.
     pub removed: bool,
     pub mount: String,
@@ -83,14 +86,25 @@ impl PluginStore {
             .await
     }
 
-    /// Record `record` (its `generation` is assigned here) and tell the other nodes.
-    /// Returns the generation.
-    pub async fn publish(&self, name: &str, mut record: PluginRecord) -> Result<u64> {
+    /// Record `record` (its `generation` is assigned here) and tell the other
+    /// nodes. With `only_if_absent`, a record already there is kept and
+    /// `None` returned. Returns the generation.
+    pub async fn publish(
+        &self,
+        name: &str,
+        mut record: PluginRecord,
+        only_if_absent: bool,
+    ) -> Result<Option<u64>> {
         record.generation = self.redis.run(redis::cmd("INCR").arg(GEN)).await?;
         let json = serde_json::to_string(&record).expect("records serialize");
-        self.redis
-            .run::<redis::Value>(redis::cmd("HSET").arg(STATE).arg(name).arg(json))
+        let set = if only_if_absent { "HSETNX" } else { "HSET" };
+        let added: i64 = self
+            .redis
+            .run(redis::cmd(set).arg(STATE).arg(name).arg(json))
             .await?;
+        if only_if_absent && added == 0 {
+            return Ok(None);
+        }
         let note = Changed {
             node: record.node.clone(),
             name: name.to_owned(),
@@ -105,7 +119,7 @@ impl PluginStore {
         {
             tracing::debug!("plugin change notification lost: {e}");
         }
-        Ok(record.generation)
+        Ok(Some(record.generation))
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<PluginRecord>> {
