@@ -5,7 +5,8 @@
 //! A plugin is a type implementing [`Plugin`] plus one [`export!`] line. The host calls the
 //! plugin when a client connects, sends an event, subscribes to a channel or goes away; the
 //! plugin answers with a list of [`Action`]s (ack, emit, publish to a channel, join, ...) that
-//! the host performs. State lives in the host's [`kv`] store, settings in [`config`].
+//! the host performs. State lives in the host's [`kv`] store, settings in [`config`], and
+//! [`presence`] says who is in a channel.
 //!
 //! ```
 //! use portico_sdk::prelude::*;
