@@ -368,6 +368,9 @@ pub struct ClusterConfig {
     pub node_id: Option<String>,
     /// How long to keep retrying Redis at start before giving up.
     pub connect_wait_secs: u64,
+    /// A node counts as alive this long after its last heartbeat (sent every
+    /// third of it); presence drops the members of a node gone longer.
+    pub node_ttl_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -376,6 +379,7 @@ impl Default for ClusterConfig {
             redis_url: None,
             node_id: None,
             connect_wait_secs: 30,
+            node_ttl_ms: 10_000,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`channels`]: ids, history and SSE subscribers of channels.
 //! - [`publish`]: the server publish API.
 //! - [`tls`]: HTTPS with HTTP/2.
+//! - [`presence`]: who is in a channel, on this node or across the cluster.
 //! - [`ops`]: health probes and the AsyncAPI document.
 //! - [`server`]: wiring it together on one listener.
 
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod http_error;
 pub mod ops;
 pub mod plugins;
+pub mod presence;
 pub mod publish;
 pub mod server;
 pub mod sse;

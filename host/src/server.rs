@@ -14,12 +14,13 @@ use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
 use crate::channels::{HistoryLimits, Hub, HubSettings};
 use crate::cluster::{
-    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, Streams,
+    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence, Streams,
 };
 use crate::config::Config;
 use crate::gateway::{self, Gateway, Io};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::presence::Presence;
 use crate::{publish, sse};
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,20 @@ impl Server {
                 (ClusterDriver::redis(redis.clone()), kv, Some(redis))
             }
         };
-        let registry = Arc::new(Registry::new(Arc::new(engine), kv));
+        let presence = match &redis {
+            None => Presence::memory(node_id(&config)),
+            Some(r) => {
+                let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
+                let p = Presence::redis(
+                    node_id(&config),
+                    RedisPresence::new(r.clone(), node_id(&config), ttl),
+                );
+                p.spawn_heartbeat();
+                p
+            }
+        };
+        let registry =
+            Arc::new(Registry::new(Arc::new(engine), kv).with_presence(presence.clone()));
         let adapter = RedisAdapterCtr::new_with_driver(
             driver.clone(),
             RedisAdapterConfig::new()
@@ -184,6 +198,13 @@ impl Server {
             admin.set_removed(restored.removed);
         }
         load_plugin_dir(&registry, &config, &admin).await?;
+        // Cluster mode: the cluster's plugin set wins for the names it has.
+        if let Some(redis) = &redis {
+            admin
+                .join_cluster(redis, node_id(&config), &registry)
+                .await
+                .map_err(StartError::Cluster)?;
+        }
         let config = Arc::new(config);
         let metrics = Arc::new(ops::Metrics::new(ops::Sources {
             registry: registry.clone(),
@@ -192,13 +213,16 @@ impl Server {
             cluster: driver,
             redis: redis.clone(),
         }));
-        let gateway = Arc::new(Gateway::new(
-            io.clone(),
-            verifier.clone(),
-            channels.clone(),
-            config.clone(),
-            metrics.clone(),
-        ));
+        let gateway = Arc::new(
+            Gateway::new(
+                io.clone(),
+                verifier.clone(),
+                channels.clone(),
+                config.clone(),
+                metrics.clone(),
+            )
+            .with_presence(presence),
+        );
         for slot in registry.list() {
             gateway.mount(slot).await.map_err(StartError::Mount)?;
         }
@@ -222,6 +246,7 @@ impl Server {
             admin,
             metrics,
         };
+        crate::admin::replicate::spawn(state.clone());
         let admin = match state.config.admin.listen {
             Some(addr) => {
                 let l = TcpListener::bind(addr)

@@ -5,7 +5,8 @@
 mod imp {
     use crate::kv::KvError;
     use crate::log::Level;
-    use crate::wit::portico::plugin::{config, host, kv};
+    use crate::presence::{Member, PresenceError};
+    use crate::wit::portico::plugin::{config, host, kv, presence};
 
     pub fn log(level: Level, message: &str) {
         let level = match level {
@@ -50,11 +51,27 @@ mod imp {
     pub fn kv_incr(key: &str, by: i64) -> Result<i64, KvError> {
         kv::incr(key, by).map_err(kv_error)
     }
+
+    pub fn presence_list(channel: &str) -> Result<Vec<Member>, PresenceError> {
+        match presence::list(channel) {
+            Ok(members) => Ok(members
+                .into_iter()
+                .map(|m| Member {
+                    socket: m.socket,
+                    subject: m.subject,
+                    node: m.node,
+                })
+                .collect()),
+            Err(presence::PresenceError::Unavailable(m)) => Err(PresenceError::Unavailable(m)),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    pub use crate::testing::state::{config_get, kv_delete, kv_get, kv_incr, kv_set, log, now_ms};
+    pub use crate::testing::state::{
+        config_get, kv_delete, kv_get, kv_incr, kv_set, log, now_ms, presence_list,
+    };
 }
 
 pub(crate) use imp::*;

@@ -5,7 +5,8 @@
 //! A plugin is a type implementing [`Plugin`] plus one [`export!`] line. The host calls the
 //! plugin when a client connects, sends an event, subscribes to a channel or goes away; the
 //! plugin answers with a list of [`Action`]s (ack, emit, publish to a channel, join, ...) that
-//! the host performs. State lives in the host's [`kv`] store, settings in [`config`].
+//! the host performs. State lives in the host's [`kv`] store, settings in [`config`], and
+//! [`presence`] says who is in a channel.
 //!
 //! ```
 //! use portico_sdk::prelude::*;
@@ -65,6 +66,7 @@ pub mod config;
 mod host;
 pub mod kv;
 pub mod log;
+pub mod presence;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -105,7 +107,7 @@ pub mod __private {
 pub mod prelude {
     pub use crate::{
         Action, Actions, Connection, Event, EventSpec, Manifest, Payload, Plugin, Principal,
-        Rejection, Transport, config, json, kv, log, time,
+        Rejection, Transport, config, json, kv, log, presence, time,
     };
 }
 

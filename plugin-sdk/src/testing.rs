@@ -1,7 +1,7 @@
 //! Test plugins natively with plain `cargo test`: an in-memory host.
 //!
-//! Off `wasm32`, [`kv`](crate::kv), [`config`](crate::config), [`log`](crate::log) and
-//! [`time`](crate::time) are backed by thread-local state that a [`TestHost`] controls: the
+//! Off `wasm32`, [`kv`](crate::kv), [`config`](crate::config), [`log`](crate::log),
+//! [`presence`](crate::presence) and [`time`](crate::time) are backed by thread-local state that a [`TestHost`] controls: the
 //! store honours TTLs against a clock that only moves when you [`advance`](TestHost::advance)
 //! it, and log lines are captured. `cargo test` runs each test on its own thread, so tests do
 //! not see each other's state; [`TestHost::new`] starts from a clean slate.
@@ -36,7 +36,11 @@ use serde_json::Value;
 
 use crate::kv::KvError;
 use crate::log::Level;
+use crate::presence::{Member, PresenceError};
 use crate::{Action, Connection, Event, Manifest, Payload, Plugin, Principal, Rejection};
+
+/// The node name of members the [`TestHost`] records.
+pub const TEST_NODE: &str = "test-node";
 
 /// Where the test clock starts: 2024-01-01T00:00:00Z, in milliseconds.
 pub const START_MS: u64 = 1_704_067_200_000;
@@ -67,6 +71,8 @@ pub(crate) mod state {
         /// value and expiry time (ms)
         pub kv: BTreeMap<String, (Vec<u8>, Option<u64>)>,
         pub logs: Vec<LogLine>,
+        /// channel -> members
+        pub presence: BTreeMap<String, Vec<Member>>,
     }
 
     impl Default for State {
@@ -76,6 +82,7 @@ pub(crate) mod state {
                 config: BTreeMap::new(),
                 kv: BTreeMap::new(),
                 logs: Vec::new(),
+                presence: BTreeMap::new(),
             }
         }
     }
@@ -118,6 +125,47 @@ pub(crate) mod state {
 
     pub fn config_get(key: &str) -> Option<String> {
         with(|s| s.config.get(key).cloned())
+    }
+
+    pub fn presence_list(channel: &str) -> Result<Vec<Member>, PresenceError> {
+        Ok(with(|s| {
+            s.presence.get(channel).cloned().unwrap_or_default()
+        }))
+    }
+
+    /// Record what the host would for `conn`'s `join`/`leave` actions.
+    pub(crate) fn track(conn: &Connection, actions: &[Action]) {
+        with(|s| {
+            for action in actions {
+                match action {
+                    Action::Join(channel) => {
+                        let members = s.presence.entry(channel.clone()).or_default();
+                        if !members.iter().any(|m| m.socket == conn.id()) {
+                            members.push(Member {
+                                socket: conn.id().to_owned(),
+                                subject: conn.subject().map(str::to_owned),
+                                node: TEST_NODE.to_owned(),
+                            });
+                            members.sort_by(|a, b| a.socket.cmp(&b.socket));
+                        }
+                    }
+                    Action::Leave(channel) => {
+                        if let Some(members) = s.presence.get_mut(channel) {
+                            members.retain(|m| m.socket != conn.id());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    pub(crate) fn forget(socket: &str) {
+        with(|s| {
+            for members in s.presence.values_mut() {
+                members.retain(|m| m.socket != socket);
+            }
+        });
     }
 
     pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -381,7 +429,11 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn connect(&self, conn: &Connection) -> Result<Vec<Action>, Rejection> {
-        P::on_connect(conn)
+        let result = P::on_connect(conn);
+        if let Ok(actions) = &result {
+            state::track(conn, actions);
+        }
+        result
     }
 
     /// Calls `on_event` with one JSON argument, without asking for an ack.
@@ -435,7 +487,11 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn send(&self, conn: &Connection, event: Event) -> Result<Vec<Action>, Rejection> {
-        P::on_event(conn, &event)
+        let result = P::on_event(conn, &event);
+        if let Ok(actions) = &result {
+            state::track(conn, actions);
+        }
+        result
     }
 
     /// Sends an event asking for an ack and returns what the client would receive as the ack's
@@ -467,7 +523,59 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn disconnect(&self, conn: &Connection, reason: &str) -> Vec<Action> {
-        P::on_disconnect(conn, reason)
+        let actions = P::on_disconnect(conn, reason);
+        state::forget(conn.id());
+        actions
+    }
+
+    /// The members of `channel`: what the `join`/`leave` actions returned by this host's
+    /// calls (and its disconnects) left there, plus members added with
+    /// [`add_member`](TestHost::add_member).
+    ///
+    /// ```
+    /// use portico_sdk::prelude::*;
+    /// use portico_sdk::testing::TestHost;
+    ///
+    /// struct Rooms;
+    /// impl Plugin for Rooms {
+    ///     fn manifest() -> Manifest { Manifest::new("rooms", "0.1.0") }
+    ///     fn on_event(_: &Connection, e: &Event) -> Result<Actions, Rejection> {
+    ///         Ok(vec![Action::join(e.name())])
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::<Rooms>::new();
+    /// let ann = host.user("ann");
+    /// host.event(&ann, "lobby", ()).unwrap();
+    /// assert_eq!(host.presence("lobby")[0].subject.as_deref(), Some("ann"));
+    /// host.disconnect(&ann, "transport close");
+    /// assert!(host.presence("lobby").is_empty());
+    /// ```
+    pub fn presence(&self, channel: &str) -> Vec<Member> {
+        state::presence_list(channel).unwrap_or_default()
+    }
+
+    /// Adds a member to `channel` as if it had joined on another node.
+    ///
+    /// ```
+    /// # use portico_sdk::testing::TestHost;
+    /// # use portico_sdk::presence::Member;
+    /// # struct P;
+    /// # impl portico_sdk::Plugin for P {
+    /// #     fn manifest() -> portico_sdk::Manifest { portico_sdk::Manifest::new("p", "1") }
+    /// #     fn on_event(_: &portico_sdk::Connection, _: &portico_sdk::Event) -> Result<portico_sdk::Actions, portico_sdk::Rejection> { Ok(vec![]) }
+    /// # }
+    /// let host = TestHost::<P>::new();
+    /// host.add_member("lobby", Member { socket: "x1".into(), subject: Some("zoe".into()), node: "b".into() });
+    /// assert_eq!(portico_sdk::presence::list("lobby").unwrap().len(), 1);
+    /// ```
+    pub fn add_member(&self, channel: &str, member: Member) {
+        state::with(|s| {
+            let members = s.presence.entry(channel.to_owned()).or_default();
+            members.retain(|m| m.socket != member.socket);
+            members.push(member);
+            members.sort_by(|a, b| a.socket.cmp(&b.socket));
+        });
     }
 
     /// Calls `on_subscribe`.

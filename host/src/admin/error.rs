@@ -46,6 +46,9 @@ pub enum ApiError {
     /// Something on this node failed; details are in its log.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A cluster-wide record cannot be read now (Redis away).
+    #[error(transparent)]
+    Presence(#[from] crate::presence::PresenceError),
 }
 
 impl ApiError {
@@ -71,6 +74,7 @@ impl ApiError {
                 _ => StatusCode::CONFLICT,
             },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Presence(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -101,6 +105,7 @@ impl ApiError {
                 RegistryError::MountTaken { .. } => "mount_taken",
             },
             Self::Internal(_) => "internal",
+            Self::Presence(_) => "presence_unavailable",
         }
     }
 }

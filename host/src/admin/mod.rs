@@ -11,6 +11,8 @@ pub mod client;
 mod error;
 mod openapi;
 mod plugins;
+mod presence;
+pub mod replicate;
 mod revisions;
 pub mod scaffold;
 mod store;
@@ -18,7 +20,7 @@ mod upload;
 mod view;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -42,6 +44,8 @@ pub struct Admin {
     lock: tokio::sync::Mutex<BTreeSet<String>>,
     policy: CanaryPolicy,
     check_every: Duration,
+    /// Shares plugin changes with the other nodes (cluster mode).
+    replicator: OnceLock<Arc<replicate::Replicator>>,
 }
 
 impl Admin {
@@ -62,6 +66,7 @@ impl Admin {
             lock: tokio::sync::Mutex::default(),
             policy: config.canary.policy(),
             check_every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
+            replicator: OnceLock::new(),
         })
     }
 
@@ -76,6 +81,31 @@ impl Admin {
     /// Names removed through the API (and not uploaded since).
     pub fn removed_names(&self) -> BTreeSet<String> {
         self.lock.try_lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn replicator(&self) -> Option<&Arc<replicate::Replicator>> {
+        self.replicator.get()
+    }
+
+    /// Cluster mode: load the cluster's plugin set into `registry` (it wins
+    /// over `--plugins` and the data directory for the names it has), then
+    /// share this node's admin changes. At start, before serving.
+    pub async fn join_cluster(
+        &self,
+        redis: &crate::cluster::Redis,
+        node: String,
+        registry: &crate::plugins::Registry,
+    ) -> Result<(), crate::cluster::ClusterError> {
+        let store = crate::cluster::PluginStore::new(redis.clone());
+        let r = replicate::Replicator::new(store, node).await?;
+        let (removed, installed) = r.load(registry).await;
+        if let Ok(mut names) = self.lock.try_lock() {
+            names.extend(removed.iter().cloned());
+            names.retain(|n| !installed.contains(n));
+        }
+        tracing::info!(installed = ?installed, removed = ?removed, "loaded the cluster's plugin set");
+        let _ = self.replicator.set(Arc::new(r));
+        Ok(())
     }
 
     /// Remember the names removed before the last restart.
@@ -112,6 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route("/plugins/{name}/versions", get(revisions::list_versions))
         .route("/plugins/{name}/rollback", post(revisions::rollback))
         .route("/plugins/{name}/promote", post(revisions::promote))
+        .route(
+            "/plugins/{name}/presence/{channel}",
+            get(presence::channel_presence),
+        )
         .fallback(async || ApiError::NoRoute)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{plugins, revisions};
+use super::{plugins, presence, revisions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,12 +19,14 @@ use super::{plugins, revisions};
         revisions::list_versions,
         revisions::rollback,
         revisions::promote,
+        presence::channel_presence,
     ),
     modifiers(&BearerAuth),
     security(("admin_token" = [])),
     tags(
         (name = "plugins", description = "Mounted plugins"),
         (name = "versions", description = "Revisions, rollback and canary promotion"),
+        (name = "presence", description = "Who is in a channel, across nodes"),
     )
 )]
 pub struct ApiDoc;
@@ -58,6 +60,7 @@ mod tests {
             "/admin/v1/plugins/{name}/versions",
             "/admin/v1/plugins/{name}/rollback",
             "/admin/v1/plugins/{name}/promote",
+            "/admin/v1/plugins/{name}/presence/{channel}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
         }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::error::{ApiError, Result};
 use super::view::{self, ErrorBody, PluginList, PluginView, Removed};
-use super::{canary, persist, upload};
+use super::{canary, persist, replicate, upload};
 use crate::gateway;
 use crate::plugins::{Installed, Rollout};
 use crate::server::AppState;
@@ -114,6 +114,7 @@ pub(super) async fn put_plugin(
         );
     }
     persist(&state, &removed).await;
+    replicate::announce(&state, &name).await;
     Ok((status, Json(view::plugin(&slot))))
 }
 
@@ -135,6 +136,7 @@ pub(super) async fn delete_plugin(
     removed.insert(name.clone());
     tracing::info!(plugin = %name, namespace = %slot.mount, disconnected, "removed");
     persist(&state, &removed).await;
+    replicate::announce(&state, &name).await;
     Ok(Json(Removed {
         name,
         mount: slot.mount.clone(),

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::error::{ApiError, Result};
-use super::persist;
 use super::view::{self, ErrorBody, PluginView, VersionsView};
+use super::{persist, replicate};
 use crate::server::AppState;
 
 /// The revisions kept for a plugin (at most ten), oldest first.
@@ -47,6 +47,7 @@ pub(super) async fn rollback(
     let rev = slot.rollback(q.to.as_deref())?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "rolled back");
     persist(&state, &removed).await;
+    replicate::announce(&state, &name).await;
     Ok(Json(view::plugin(&slot)))
 }
 
@@ -66,5 +67,6 @@ pub(super) async fn promote(
     let rev = slot.promote()?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "canary promoted");
     persist(&state, &removed).await;
+    replicate::announce(&state, &name).await;
     Ok(Json(view::plugin(&slot)))
 }

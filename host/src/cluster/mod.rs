@@ -6,12 +6,16 @@
 mod driver;
 mod error;
 mod kv;
+mod plugins;
+mod presence;
 mod redis_conn;
 mod streams;
 
 pub use driver::ClusterDriver;
 pub use error::ClusterError;
 pub use kv::RedisKv;
+pub use plugins::{Changed, PluginRecord, PluginStore, RecordLimits};
+pub use presence::{Beat, RedisPresence};
 pub use redis_conn::{COMMAND_TIMEOUT, Redis};
 pub use streams::Streams;
 

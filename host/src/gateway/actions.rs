@@ -16,6 +16,8 @@ pub const DISCONNECT_EVENT: &str = "portico:disconnect";
 pub(super) struct Target<'a> {
     pub(super) socket: &'a SocketRef,
     pub(super) mount: &'a Mount,
+    /// The subject of the socket's token, recorded in presence.
+    pub(super) subject: Option<&'a str>,
 }
 
 pub(super) async fn apply(t: &Target<'_>, actions: Vec<Action>, mut ack: Option<AckSender>) {
@@ -88,8 +90,21 @@ async fn apply_one(
                 None => tracing::debug!(socket = %id, "send-to: no such socket here"),
             }
         }
-        Action::Join(channel) => socket.join(channel),
-        Action::Leave(channel) => socket.leave(channel),
+        Action::Join(channel) => {
+            socket.join(channel.clone());
+            let id = socket.id.to_string();
+            let plugin = &t.mount.slot.name;
+            t.mount
+                .presence
+                .join(plugin, &channel, &id, t.subject)
+                .await;
+        }
+        Action::Leave(channel) => {
+            socket.leave(channel.clone());
+            let id = socket.id.to_string();
+            let plugin = &t.mount.slot.name;
+            t.mount.presence.leave(plugin, &channel, &id).await;
+        }
         Action::Disconnect(reason) => {
             let _ = socket.emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
             // Closing does not flush what is queued for the client (acks, the

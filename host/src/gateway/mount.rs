@@ -30,6 +30,8 @@ pub struct Mount {
     pub(super) stats: crate::ops::NsMetrics,
     pub(super) metrics: Arc<crate::ops::Metrics>,
     pub(super) in_flight: crate::ops::InFlight,
+    /// Who is in which channel (joins, leaves, disconnects).
+    pub(super) presence: Arc<crate::presence::Presence>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -164,6 +166,11 @@ async fn handshake(
             session.report_throttle();
             session.push(Work::Disconnected(reason.to_string()));
             session.drain(&socket).await;
+            let mount = &session.mount;
+            mount
+                .presence
+                .disconnected(&mount.slot.name, &session.conn.id)
+                .await;
         }
     });
     Ok(())

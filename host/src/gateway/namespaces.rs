@@ -12,6 +12,7 @@ use crate::channels::Hub;
 use crate::config::Config;
 use crate::ops::{InFlight, Metrics};
 use crate::plugins::PluginSlot;
+use crate::presence::Presence;
 
 pub struct Gateway {
     io: Io,
@@ -22,6 +23,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// Socket queues being drained; shutdown waits for them.
     in_flight: InFlight,
+    presence: Arc<Presence>,
 }
 
 impl Gateway {
@@ -38,6 +40,7 @@ impl Gateway {
             verifier,
             connections,
             channels,
+            presence: Presence::memory(crate::server::node_id(&config)),
             config,
             metrics,
             in_flight: InFlight::default(),
@@ -47,6 +50,12 @@ impl Gateway {
     /// Plugin work in progress on sockets (graceful shutdown waits for it).
     pub fn in_flight(&self) -> &InFlight {
         &self.in_flight
+    }
+
+    /// Record joins, leaves and disconnects in `presence`.
+    pub fn with_presence(mut self, presence: Arc<Presence>) -> Self {
+        self.presence = presence;
+        self
     }
 
     pub fn io(&self) -> &Io {
@@ -68,6 +77,7 @@ impl Gateway {
             stats: self.metrics.namespace(&slot.mount),
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
+            presence: self.presence.clone(),
             slot,
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");

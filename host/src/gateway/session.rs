@@ -146,6 +146,11 @@ impl Session {
         let target = Target {
             socket,
             mount: &self.mount,
+            subject: self
+                .conn
+                .principal
+                .as_ref()
+                .and_then(|p| p.subject.as_deref()),
         };
         match work {
             Work::Connected(list) => actions::apply(&target, list, None).await,

@@ -5,15 +5,15 @@ mod generated {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../wit",
-        // KV may be backed by Redis: its calls await I/O. The rest are plain calls.
-        imports: { "portico:plugin/kv": async },
+        // KV and presence may be backed by Redis: their calls await I/O. The rest are plain calls.
+        imports: { "portico:plugin/kv": async, "portico:plugin/presence": async },
         exports: { default: async },
     });
 }
 
 pub(super) use generated::Plugin as PluginBindings;
 pub(super) use generated::PluginPre as PluginBindingsPre;
-pub(super) use generated::portico::plugin::{config, host, kv, types as wit};
+pub(super) use generated::portico::plugin::{config, host, kv, presence, types as wit};
 
 use super::types::{
     Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport,

@@ -1,5 +1,5 @@
 //! The host side of the plugin world: the state each store carries and the
-//! imports (`log`, `now-ms`, `kv`, `config`) a plugin may call.
+//! imports (`log`, `now-ms`, `kv`, `config`, `presence`) a plugin may call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::ResourceLimiter;
 
-use super::bindings::{config, host, kv};
+use super::bindings::{config, host, kv, presence};
 use super::kv::{KvError, KvSpace};
 
 /// Data owned by one store (one plugin instance).
@@ -15,6 +15,7 @@ pub(super) struct HostState {
     pub(super) plugin: Arc<str>,
     pub(super) version: Arc<str>,
     pub(super) kv: KvSpace,
+    pub(super) presence: Arc<crate::presence::Presence>,
     pub(super) config: Arc<HashMap<String, String>>,
     pub(super) limiter: MemoryCap,
     /// Epoch ticks spent by the current call, and the allowance.
@@ -126,6 +127,27 @@ impl kv::Host for HostState {
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+}
+
+impl presence::Host for HostState {
+    async fn list(
+        &mut self,
+        channel: String,
+    ) -> Result<Vec<presence::Member>, presence::PresenceError> {
+        match self.presence.list(&self.plugin, &channel).await {
+            Ok(members) => Ok(members
+                .into_iter()
+                .map(|m| presence::Member {
+                    socket: m.socket,
+                    subject: m.subject,
+                    node: m.node,
+                })
+                .collect()),
+            Err(crate::presence::PresenceError::Unavailable(m)) => {
+                Err(presence::PresenceError::Unavailable(m))
+            }
+        }
     }
 }
 

@@ -332,6 +332,7 @@ pub enum Rollout {
 pub struct Registry {
     engine: Arc<PluginEngine>,
     kv: KvStore,
+    presence: Arc<crate::presence::Presence>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
 
@@ -354,8 +355,20 @@ impl Registry {
         Self {
             engine,
             kv,
+            presence: crate::presence::Presence::memory("local".into()),
             slots: RwLock::default(),
         }
+    }
+
+    /// Record presence in `presence` (the node's, possibly cluster-wide).
+    pub fn with_presence(mut self, presence: Arc<crate::presence::Presence>) -> Self {
+        self.presence = presence;
+        self
+    }
+
+    /// Who is in which channel; plugins read it through the `presence` import.
+    pub fn presence(&self) -> &Arc<crate::presence::Presence> {
+        &self.presence
     }
 
     /// Compile and validate `wasm` without putting it in service.
@@ -370,6 +383,7 @@ impl Registry {
             limits: settings.limits.clone(),
             config: settings.config.clone(),
             kv: self.kv.space(name),
+            presence: self.presence.clone(),
         };
         let version = PluginVersion::load(self.engine.clone(), wasm, spec).await?;
         if version.manifest.name != name {

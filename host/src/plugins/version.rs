@@ -87,6 +87,7 @@ pub struct PluginVersion {
     engine: Arc<PluginEngine>,
     pre: PluginBindingsPre<HostState>,
     kv: KvSpace,
+    presence: Arc<crate::presence::Presence>,
     version_label: Arc<str>,
     warm: Mutex<Vec<Warm>>,
 }
@@ -112,6 +113,7 @@ pub struct LoadSpec {
     pub limits: Limits,
     pub config: HashMap<String, String>,
     pub kv: KvSpace,
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 impl PluginVersion {
@@ -160,6 +162,7 @@ impl PluginVersion {
             engine,
             pre,
             kv: spec.kv,
+            presence: spec.presence,
             version_label: Arc::from("?"),
             warm: Mutex::new(Vec::new()),
         };
@@ -301,6 +304,7 @@ impl PluginVersion {
             plugin: Arc::from(self.name.as_str()),
             version: self.version_label.clone(),
             kv: self.kv.clone(),
+            presence: self.presence.clone(),
             config: self.config.clone(),
             limiter: MemoryCap {
                 max_bytes: self.limits.memory_bytes,

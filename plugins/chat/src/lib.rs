@@ -6,7 +6,10 @@
 //! - `join {room}` / `leave {room}`: enter or leave a room (the channel named `room`);
 //! - `nick {name}`: set the name shown on this connection's messages;
 //! - `message {room, text}`: publish `message {from, room, text}` to the room's other
-//!   members (`not_member` if the sender has not joined it).
+//!   members (`not_member` if the sender has not joined it);
+//! - `who {room}`: who is in the room, on every node: acked with
+//!   `{"ok": true, "v", "members": [{socket, subject, node}]}` (`presence_unavailable` when
+//!   the cluster's record cannot be read).
 //!
 //! Malformed arguments give `bad_request` (`text` longer than config `max_text`, default 2000
 //! characters, included); an unknown event gives `unknown_event`. SSE readers may subscribe to
@@ -136,6 +139,10 @@ impl Plugin for Chat {
                 })),
             )
             .event(
+                EventSpec::incoming("who", "List the members of a room, on every node")
+                    .schema(room_schema()),
+            )
+            .event(
                 EventSpec::outgoing("message", "A message from another member of the room")
                     .schema(json!({
                         "type": "object",
@@ -189,6 +196,14 @@ impl Plugin for Chat {
                 let from = kv::get_string(&nick_key(conn))?.unwrap_or_else(|| subject.to_owned());
                 let message = json!({ "from": from, "room": room, "text": text });
                 Ok(vec![Action::publish(&room, "message", &message), ok()])
+            }
+            "who" => {
+                let RoomArgs { room } = event.arg()?;
+                check_len("room", &room, MAX_ROOM)?;
+                let members = presence::list(&room)?;
+                Ok(vec![Action::ack(
+                    &json!({ "ok": true, "v": version(), "members": members }),
+                )])
             }
             other => Err(Rejection::new(
                 "unknown_event",
@@ -279,6 +294,41 @@ mod tests {
             json!("not_member")
         );
         assert!(host.kv_keys().iter().all(|k| !k.starts_with("member:")));
+    }
+
+    #[test]
+    fn who_lists_the_members_of_a_room() {
+        let host = TestHost::<Chat>::new();
+        let (alice, bob) = (host.user("alice"), host.user("bob"));
+        host.event_with_ack(&alice, "join", json!({ "room": "a" }))
+            .unwrap();
+        host.event_with_ack(&bob, "join", json!({ "room": "a" }))
+            .unwrap();
+        host.add_member(
+            "a",
+            portico_sdk::presence::Member {
+                socket: "zz-remote".into(),
+                subject: Some("carol".into()),
+                node: "node-b".into(),
+            },
+        );
+        let who = host.ack(&bob, "who", json!({ "room": "a" }));
+        let subjects: Vec<_> = who["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["subject"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(subjects, ["alice", "bob", "carol"]);
+        assert_eq!(who["members"][2]["node"], "node-b");
+        assert_eq!(who["ok"], true);
+
+        host.event_with_ack(&alice, "leave", json!({ "room": "a" }))
+            .unwrap();
+        host.disconnect(&bob, "transport close");
+        let who = host.ack(&alice, "who", json!({ "room": "a" }));
+        assert_eq!(who["members"].as_array().unwrap().len(), 1);
+        assert_eq!(host.ack(&alice, "who", json!({}))["code"], "bad_request");
     }
 
     #[test]
@@ -422,6 +472,7 @@ mod tests {
                 ("leave", false),
                 ("nick", false),
                 ("message", false),
+                ("who", false),
                 ("message", true)
             ]
         );

@@ -1,0 +1,101 @@
+// Presence: who is in a channel, through chat's `who` (the `presence` import)
+// and the admin API, on one node and across nodes; a killed node's members
+// disappear once its heartbeat expires.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPortico, connect, call, token } from './fixture.mjs';
+import { startRedis } from './redis.mjs';
+
+const ADMIN = 'e2e-admin-token';
+/** Heartbeat TTL of the nodes here (sent every third of it). */
+const NODE_TTL_MS = 3000;
+/** A killed node's members are gone within the TTL plus this margin. */
+const MARGIN_MS = 1500;
+
+let redis;
+const nodes = [];
+const sockets = [];
+async function start(id, { cluster = true } = {}) {
+  const env = { PORTICO_CLUSTER__NODE_ID: id, PORTICO_CLUSTER__NODE_TTL_MS: String(NODE_TTL_MS) };
+  if (cluster) env.PORTICO_REDIS_URL = redis.url;
+  const node = await startPortico({ plugins: ['chat'], env, args: ['--admin-token', ADMIN] });
+  nodes.push(node);
+  return node;
+}
+async function open(node, sub) {
+  const s = await connect(node.url, '/chat', { auth: { token: token({ sub }) } });
+  sockets.push(s);
+  return s;
+}
+async function presence(node, channel) {
+  const res = await fetch(`${node.url}/admin/v1/plugins/chat/presence/${channel}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  assert.equal(res.status, 200);
+  return (await res.json()).members;
+}
+const who = async (socket, room) => {
+  const ack = await call(socket, 'who', { room });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  return ack.members;
+};
+const pairs = (members) => members.map((m) => `${m.subject}@${m.node}`).sort();
+
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  sockets.forEach((s) => s.close());
+  await Promise.all(nodes.map((n) => n.stop()));
+  await redis?.stop();
+});
+
+test('one node: presence follows join, leave and disconnect', async () => {
+  const node = await start('solo', { cluster: false });
+  const ann = await open(node, 'ann');
+  const ben = await open(node, 'ben');
+  await call(ann, 'join', { room: 'r' });
+  await call(ben, 'join', { room: 'r' });
+  assert.deepEqual(pairs(await who(ann, 'r')), ['ann@solo', 'ben@solo']);
+  const ids = (await presence(node, 'r')).map((m) => m.socket).sort();
+  assert.deepEqual(ids, [ann.id, ben.id].sort());
+  await call(ann, 'leave', { room: 'r' });
+  assert.deepEqual(pairs(await who(ben, 'r')), ['ben@solo']);
+  ben.close();
+  const t0 = Date.now();
+  while ((await presence(node, 'r')).length > 0) {
+    assert.ok(Date.now() - t0 < 2000, 'a disconnected socket leaves presence');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const res = await fetch(`${node.url}/admin/v1/plugins/nope/presence/r`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  assert.equal(res.status, 404);
+});
+
+test('presence lists members on both nodes, and drops a killed node within TTL + margin', async () => {
+  const [a, b] = await Promise.all([start('node-a'), start('node-b')]);
+  const alice = await open(a, 'alice');
+  const bob = await open(b, 'bob');
+  const carol = await open(b, 'carol');
+  for (const s of [alice, bob, carol]) await call(s, 'join', { room: 'lobby' });
+  const all = ['alice@node-a', 'bob@node-b', 'carol@node-b'];
+  assert.deepEqual(pairs(await who(alice, 'lobby')), all);
+  assert.deepEqual(pairs(await who(bob, 'lobby')), all);
+  assert.deepEqual(pairs(await presence(a, 'lobby')), all);
+
+  await call(carol, 'leave', { room: 'lobby' });
+  assert.deepEqual(pairs(await presence(a, 'lobby')), ['alice@node-a', 'bob@node-b']);
+
+  // Node B dies without a word: its members stay in Redis until its heartbeat expires.
+  const killed = Date.now();
+  b.proc.kill('SIGKILL');
+  await new Promise((r) => b.proc.once('exit', r));
+  for (;;) {
+    const members = pairs(await presence(a, 'lobby'));
+    if (!members.includes('bob@node-b')) {
+      assert.deepEqual(members, ['alice@node-a']);
+      break;
+    }
+    assert.ok(Date.now() - killed <= NODE_TTL_MS + MARGIN_MS, `bob still listed ${Date.now() - killed} ms after node B died`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log(`# node B's members dropped ${Date.now() - killed} ms after SIGKILL (TTL ${NODE_TTL_MS} ms)`);
+  assert.deepEqual(pairs(await who(alice, 'lobby')), ['alice@node-a']);
+});
