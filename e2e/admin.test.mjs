@@ -17,7 +17,8 @@ const wasm = (name) => readFileSync(join(PLUGIN_DIR, `${name}.wasm`));
 const nodes = [];
 const sockets = [];
 async function start({ plugins = ['chat'], args = [], env = {}, dir } = {}) {
-  const node = await startPortico({ plugins, dir, env, args: ['--admin-token', ADMIN, '--cache-dir', CACHE, ...args] });
+  // These tests load nodes on purpose: the default per-socket rate limit is not what they test.
+  const node = await startPortico({ plugins, dir, env: { PORTICO_THROTTLE__EVENTS_PER_SEC: '0', ...env }, args: ['--admin-token', ADMIN, '--cache-dir', CACHE, ...args] });
   nodes.push(node);
   return node;
 }

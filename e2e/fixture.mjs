@@ -140,3 +140,17 @@ export function next(socket, event, ms = 5000) {
     socket.once(event, (...args) => { clearTimeout(timer); ok(args); });
   });
 }
+
+/** Resolve with the args of the first `event` whose first argument satisfies `pred`. */
+export function nextWhere(socket, event, pred, ms = 5000) {
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => { socket.off(event, on); fail(new Error(`no matching ${event} within ${ms} ms`)); }, ms);
+    function on(...args) {
+      if (!pred(args[0])) return;
+      clearTimeout(timer);
+      socket.off(event, on);
+      ok(args);
+    }
+    socket.on(event, on);
+  });
+}
