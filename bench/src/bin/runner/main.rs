@@ -23,6 +23,9 @@ const SECRET: &str = "portico-bench-secret";
 /// Packets queued per socket in both Rust peers (socketioxide drops beyond it; Node has no
 /// such limit). Larger than the default 128 so a bursty reader is not counted as loss.
 const MAX_BUFFER: &str = "1024";
+/// Events queued per SSE stream in Portico (its default, 256, cuts off readers that
+/// fall that far behind, which a 1,000-stream burst does).
+const SSE_BUFFER: &str = "8192";
 /// Where a Portico node streams a chat room over SSE (scenario d), once SSE exists.
 const SSE_PATH: &str = "/sse/chat?channel=bench";
 /// Admin token every Portico under test gets (scenario e swaps a plugin through the admin API).
@@ -216,6 +219,9 @@ fn start_with_env(
                 )
                 .env("PORTICO_SOCKETIO__MAX_BUFFER_SIZE", MAX_BUFFER)
                 .env("PORTICO_ADMIN_TOKEN", ADMIN_TOKEN)
+                // SSE readers get the same slack as Socket.IO sockets (MAX_BUFFER):
+                // below it a reader that falls behind is cut off by design.
+                .env("PORTICO_SSE__BUFFER", SSE_BUFFER)
                 // Same rules for every peer: no throttling (the peers have none).
                 .env("PORTICO_THROTTLE__EVENTS_PER_SEC", "0")
                 .env("PORTICO_THROTTLE__CONNECTIONS_PER_SEC", "0")

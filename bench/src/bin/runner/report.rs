@@ -371,9 +371,26 @@ impl Report {
             &|v| format!("{v:.1} KiB"),
             &|v| v <= 16.0,
         );
+        // Hot swap: (e) against (a) for the same peer, same run.
+        let mut swap = vec![];
+        let mut met = true;
+        for peer in [Peer::PorticoCurrent, Peer::PorticoWarm] {
+            let (Some(e), Some(a)) = (self.cell("e", peer), self.cell("a", peer)) else {
+                continue;
+            };
+            let lost = num(&e.lg, "lost_acks") + num(&e.lg, "error_acks");
+            let blip = num(&e.lg["latency"], "p99_ms") - num(&a.lg["latency"], "p99_ms");
+            met &= lost == 0.0 && blip <= 20.0;
+            swap.push(format!(
+                "{}: {lost} lost/failed acks, p99 {blip:+.1} ms vs (a)",
+                peer.label()
+            ));
+        }
         let _ = writeln!(
             o,
-            "| hot swap: 0 lost acks, p99 blip <= 20 ms | not measured: see (e) | - |\n"
+            "| hot swap: 0 lost acks, p99 blip <= 20 ms | {} | {} |\n",
+            if swap.is_empty() { "not measured".to_owned() } else { swap.join("; ") },
+            if swap.is_empty() { "-" } else if met { "yes" } else { "**no**" },
         );
     }
 }
