@@ -389,8 +389,18 @@ impl Report {
         let _ = writeln!(
             o,
             "| hot swap: 0 lost acks, p99 blip <= 20 ms | {} | {} |\n",
-            if swap.is_empty() { "not measured".to_owned() } else { swap.join("; ") },
-            if swap.is_empty() { "-" } else if met { "yes" } else { "**no**" },
+            if swap.is_empty() {
+                "not measured".to_owned()
+            } else {
+                swap.join("; ")
+            },
+            if swap.is_empty() {
+                "-"
+            } else if met {
+                "yes"
+            } else {
+                "**no**"
+            },
         );
     }
 }
