@@ -114,6 +114,14 @@ impl Admin {
     }
 }
 
+/// The mounted plugin `name`, or a 404.
+fn find(state: &AppState, name: &str) -> error::Result<Arc<crate::plugins::PluginSlot>> {
+    state
+        .registry
+        .get(name)
+        .ok_or_else(|| error::ApiError::NotFound(name.to_owned()))
+}
+
 /// Save the registry to the data directory, if there is one. A failed save
 /// is logged; the change itself has happened and keeps serving.
 async fn persist(state: &AppState, removed: &BTreeSet<String>) {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::error::{ApiError, Result};
 use super::view::{self, ErrorBody, PluginList, PluginView, Removed};
-use super::{canary, persist, replicate, upload};
+use super::{canary, find, persist, replicate, upload};
 use crate::gateway;
 use crate::plugins::{Installed, Rollout};
 use crate::server::AppState;
@@ -35,7 +35,7 @@ pub(super) async fn get_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>> {
-    let slot = state.registry.get(&name).ok_or(ApiError::NotFound(name))?;
+    let slot = find(&state, &name)?;
     Ok(Json(view::plugin(&slot)))
 }
 

@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use super::error::{ApiError, Result};
+use super::error::Result;
 use super::view::{self, ErrorBody, PluginView, VersionsView};
-use super::{persist, replicate};
+use super::{find, persist, replicate};
 use crate::server::AppState;
 
 /// The revisions kept for a plugin (at most ten), oldest first.
@@ -17,7 +17,7 @@ pub(super) async fn list_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<VersionsView>> {
-    let slot = state.registry.get(&name).ok_or(ApiError::NotFound(name))?;
+    let slot = find(&state, &name)?;
     Ok(Json(view::versions(&slot)))
 }
 
@@ -40,10 +40,7 @@ pub(super) async fn rollback(
     Query(q): Query<RollbackQuery>,
 ) -> Result<Json<PluginView>> {
     let removed = state.admin.lock.lock().await;
-    let slot = state
-        .registry
-        .get(&name)
-        .ok_or(ApiError::NotFound(name.clone()))?;
+    let slot = find(&state, &name)?;
     let rev = slot.rollback(q.to.as_deref())?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "rolled back");
     persist(&state, &removed).await;
@@ -60,10 +57,7 @@ pub(super) async fn promote(
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>> {
     let removed = state.admin.lock.lock().await;
-    let slot = state
-        .registry
-        .get(&name)
-        .ok_or(ApiError::NotFound(name.clone()))?;
+    let slot = find(&state, &name)?;
     let rev = slot.promote()?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "canary promoted");
     persist(&state, &removed).await;

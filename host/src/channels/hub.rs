@@ -246,16 +246,7 @@ impl Space {
             return;
         }
         inner.clock.observe(id);
-        inner.push(
-            &self.plugin,
-            now,
-            id,
-            channel,
-            event,
-            data,
-            self.settings,
-            &self.cut_off,
-        );
+        self.push(inner, now, id, channel, event, data);
     }
 
     /// Let readers resume from as far back as `floor` (the cluster stream
@@ -263,6 +254,55 @@ impl Space {
     pub fn lower_floor(&self, floor: EventId) {
         let mut inner = self.inner.lock().unwrap();
         inner.floor = inner.floor.min(floor);
+    }
+
+    /// Store an event in its channel's history and hand it to the channel's
+    /// subscribers; a subscriber whose queue is full is cut off.
+    fn push(
+        &self,
+        inner: &mut Inner,
+        now_ms: u64,
+        id: EventId,
+        channel: &str,
+        event: &str,
+        data: String,
+    ) {
+        let limits = self.settings.history;
+        let (name, ch) = match inner.channels.get_key_value(channel) {
+            Some((name, _)) => {
+                let name = name.clone();
+                let ch = inner.channels.get_mut(channel).unwrap();
+                (name, ch)
+            }
+            None => {
+                let name: Arc<str> = Arc::from(channel);
+                (name.clone(), inner.channels.entry(name).or_default())
+            }
+        };
+        let entry = Arc::new(Entry {
+            id,
+            channel: name,
+            event: event.to_owned(),
+            data,
+            at_ms: now_ms,
+        });
+        ch.history.expire(now_ms, limits);
+        ch.history.push(entry.clone(), limits);
+        let mut too_slow = Vec::new();
+        for sub in &ch.subscribers {
+            if let Some(s) = inner.subscribers.get(sub)
+                && let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(entry.clone())
+            {
+                too_slow.push(*sub);
+            }
+        }
+        for sub in too_slow {
+            // Dropping the sender closes the queue: the reader drains what it
+            // has, its stream ends, and it resumes from history.
+            inner.remove_subscriber(sub);
+            self.cut_off.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(plugin = %self.plugin, subscriber = sub, "slow SSE reader cut off");
+        }
     }
 
     fn publish_at(
@@ -277,16 +317,7 @@ impl Space {
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
         let id = inner.clock.next(now_ms);
-        inner.push(
-            &self.plugin,
-            now_ms,
-            id,
-            channel,
-            event,
-            data,
-            self.settings,
-            &self.cut_off,
-        );
+        self.push(inner, now_ms, id, channel, event, data);
         Ok(id)
     }
 
@@ -396,58 +427,6 @@ impl Space {
 }
 
 impl Inner {
-    /// Store an event in its channel's history and hand it to the channel's
-    /// subscribers; a subscriber whose queue is full is cut off.
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        plugin: &str,
-        now_ms: u64,
-        id: EventId,
-        channel: &str,
-        event: &str,
-        data: String,
-        settings: HubSettings,
-        cut_off: &AtomicU64,
-    ) {
-        let limits = settings.history;
-        let (name, ch) = match self.channels.get_key_value(channel) {
-            Some((name, _)) => {
-                let name = name.clone();
-                let ch = self.channels.get_mut(channel).unwrap();
-                (name, ch)
-            }
-            None => {
-                let name: Arc<str> = Arc::from(channel);
-                (name.clone(), self.channels.entry(name).or_default())
-            }
-        };
-        let entry = Arc::new(Entry {
-            id,
-            channel: name,
-            event: event.to_owned(),
-            data,
-            at_ms: now_ms,
-        });
-        ch.history.expire(now_ms, limits);
-        ch.history.push(entry.clone(), limits);
-        let mut too_slow = Vec::new();
-        for sub in &ch.subscribers {
-            if let Some(s) = self.subscribers.get(sub)
-                && let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(entry.clone())
-            {
-                too_slow.push(*sub);
-            }
-        }
-        for sub in too_slow {
-            // Dropping the sender closes the queue: the reader drains what it
-            // has, its stream ends, and it resumes from history.
-            self.remove_subscriber(sub);
-            cut_off.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(plugin, subscriber = sub, "slow SSE reader cut off");
-        }
-    }
-
     fn remove_subscriber(&mut self, id: u64) {
         if let Some(sub) = self.subscribers.remove(&id) {
             for name in sub.channels {

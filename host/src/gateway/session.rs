@@ -169,15 +169,12 @@ impl Session {
                 actions::apply(&target, vec![Action::Disconnect(reason)], None).await
             }
             Work::Event { event, ack } => {
-                let name = event.name.clone();
                 let version = self.version();
                 match version.on_event(&self.conn, event).await {
                     Ok(Ok(list)) => actions::apply(&target, list, ack).await,
                     Ok(Err(rejection)) => actions::reject(&self.mount, ack, &rejection),
-                    Err(e) => {
-                        tracing::debug!(socket = %self.conn.id, event = %name, "event failed: {e}");
-                        actions::reject(&self.mount, ack, &e.to_rejection());
-                    }
+                    // The runtime has logged the failure with plugin, version and kind.
+                    Err(e) => actions::reject(&self.mount, ack, &e.to_rejection()),
                 }
             }
             Work::Disconnected(reason) => {

@@ -121,14 +121,9 @@ impl Report {
                     let lg = &m.lg;
                     let _ = writeln!(
                         o,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} |",
                         peer.label(),
-                        rate(num(lg, "throughput")),
-                        ms(&lg["latency"], "p50_ms"),
-                        ms(&lg["latency"], "p99_ms"),
-                        ms(&lg["latency"], "max_ms"),
-                        int(lg, "lost_acks"),
-                        int(lg, "error_acks"),
+                        ack_cells(lg),
                         pct(m.server_cpu, num(lg, "duration_s")),
                         rate(per_cpu(num(lg, "acks"), m.server_cpu)),
                         pct(m.gen_cpu, num(lg, "duration_s")),
@@ -196,14 +191,9 @@ impl Report {
                     let lg = &m.lg;
                     let _ = writeln!(
                         o,
-                        "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                        "| {} | {} | {:.1} |",
                         peer.label(),
-                        rate(num(lg, "throughput")),
-                        ms(&lg["latency"], "p50_ms"),
-                        ms(&lg["latency"], "p99_ms"),
-                        ms(&lg["latency"], "max_ms"),
-                        int(lg, "lost_acks"),
-                        int(lg, "error_acks"),
+                        ack_cells(lg),
                         num(lg, "swap_ms"),
                     );
                 }
@@ -403,6 +393,20 @@ impl Report {
             },
         );
     }
+}
+
+/// The columns an acked-echo run shares across tables: acks/s, p50, p99, max,
+/// lost and error acks.
+fn ack_cells(lg: &Value) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {}",
+        rate(num(lg, "throughput")),
+        ms(&lg["latency"], "p50_ms"),
+        ms(&lg["latency"], "p99_ms"),
+        ms(&lg["latency"], "max_ms"),
+        int(lg, "lost_acks"),
+        int(lg, "error_acks"),
+    )
 }
 
 fn micro_section(o: &mut String, micro: Option<&Value>) {
