@@ -1,14 +1,16 @@
 // A loopback TCP proxy for forcing disconnects: `cut()` drops every open
-// connection, `refusing = true` turns new ones away until set back.
+// connection, `refusing = true` turns new ones away until set back, and
+// `target` can be switched to another server (a client moving between nodes).
 import net from 'node:net';
 
 /** A TCP proxy whose connections can be cut and refused, to force disconnects. */
 export async function proxy(target) {
-  const { port, hostname } = new URL(target);
   const sockets = new Set();
-  const p = { refusing: false, requests: [] };
+  // `target` may be changed: new connections go to the new one.
+  const p = { refusing: false, requests: [], target };
   const server = net.createServer((client) => {
     if (p.refusing) { client.destroy(); return; }
+    const { port, hostname } = new URL(p.target);
     const upstream = net.connect(port, hostname);
     sockets.add(client); sockets.add(upstream);
     client.once('data', (d) => p.requests.push(d.toString('latin1')));

@@ -234,6 +234,9 @@ pub struct SocketIoConfig {
     pub ping_timeout_ms: u64,
     /// Time a client has to connect to a namespace after the handshake.
     pub connect_timeout_ms: u64,
+    /// Connection state recovery: how long a disconnected socket's session
+    /// is kept for the client to come back to (0 turns recovery off).
+    pub recovery_window_secs: u64,
 }
 
 impl Default for SocketIoConfig {
@@ -244,6 +247,7 @@ impl Default for SocketIoConfig {
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             connect_timeout_ms: 45_000,
+            recovery_window_secs: 120,
         }
     }
 }

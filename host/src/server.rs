@@ -17,7 +17,7 @@ use crate::cluster::{
     Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence, Streams,
 };
 use crate::config::Config;
-use crate::gateway::{self, Gateway, Io};
+use crate::gateway::{self, Gateway, Io, MemorySessions, Recovery, RedisSessions, SessionStore};
 use crate::ops;
 use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
 use crate::presence::Presence;
@@ -154,20 +154,6 @@ impl Server {
                 .with_request_timeout(COMMAND_TIMEOUT),
         );
 
-        let s = &config.socketio;
-        let (layer, io) = SocketIo::builder()
-            .with_adapter::<Adapter>(adapter)
-            .max_payload(s.max_payload)
-            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
-            .ws_max_message_size(s.max_payload as usize)
-            .ws_max_frame_size(s.max_payload as usize)
-            .max_buffer_size(s.max_buffer_size)
-            .ping_interval(Duration::from_millis(s.ping_interval_ms))
-            .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
-            .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
-            .build_layer();
-
-        let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
         let hub_settings = HubSettings {
             history: HistoryLimits {
                 size: config.sse.history_size,
@@ -180,6 +166,35 @@ impl Server {
             .as_ref()
             .map(|r| Arc::new(Streams::new(r.clone(), config.sse.history_size)));
         let channels = Arc::new(Hub::with_streams(hub_settings, streams.clone()));
+        let sessions: Arc<dyn SessionStore> = match &redis {
+            None => Arc::new(MemorySessions::default()),
+            Some(r) => Arc::new(RedisSessions::new(r.clone())),
+        };
+        let recovery = Recovery::new(
+            Duration::from_secs(config.socketio.recovery_window_secs),
+            // A killed node counts as dead once its heartbeat expired.
+            Duration::from_millis(config.cluster.node_ttl_ms + 1000),
+            node_id(&config),
+            sessions,
+            channels.clone(),
+        );
+        recovery.spawn_refresher();
+
+        let s = &config.socketio;
+        let (layer, io) = SocketIo::builder()
+            .with_adapter::<Adapter>(adapter)
+            .with_restore_hook(recovery.hook())
+            .max_payload(s.max_payload)
+            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
+            .ws_max_message_size(s.max_payload as usize)
+            .ws_max_frame_size(s.max_payload as usize)
+            .max_buffer_size(s.max_buffer_size)
+            .ping_interval(Duration::from_millis(s.ping_interval_ms))
+            .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
+            .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+            .build_layer();
+
+        let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
         if let (Some(streams), Some(url)) = (streams, &config.cluster.redis_url) {
             streams
                 .spawn_reader(url, Arc::downgrade(&channels))
@@ -220,6 +235,7 @@ impl Server {
                 channels.clone(),
                 config.clone(),
                 metrics.clone(),
+                recovery,
             )
             .with_presence(presence),
         );

@@ -18,6 +18,8 @@ pub struct Entry {
     pub data: String,
     /// Wall-clock time it was published at, for aging.
     pub at_ms: u64,
+    /// The Socket.IO socket that published it without wanting it back.
+    pub except: Option<Arc<str>>,
 }
 
 /// How much history a channel keeps.
@@ -108,6 +110,7 @@ mod tests {
             event: "e".into(),
             data: format!("{ms}"),
             at_ms: ms,
+            except: None,
         })
     }
 

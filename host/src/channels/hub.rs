@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
+use super::sockets::{self, Gap, Rooms, SinkError, SocketSink, SocketSub};
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,9 @@ impl Hub {
             .or_insert_with(|| {
                 let mut space =
                     Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
+                if self.streams.is_some() {
+                    space.join_cluster();
+                }
                 space.streams = self.streams.clone();
                 Arc::new(space)
             })
@@ -124,9 +128,13 @@ pub struct Space {
     settings: HubSettings,
     inner: Mutex<Inner>,
     closing: watch::Receiver<bool>,
-    /// Subscribers cut off because their queue was full.
+    /// SSE subscribers cut off because their queue was full.
     pub cut_off: AtomicU64,
+    /// Socket.IO sockets disconnected because their send buffer was full.
+    pub slow_sockets: AtomicU64,
     streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: `false` until the stream's history was loaded.
+    ready: watch::Sender<bool>,
 }
 
 struct Inner {
@@ -137,12 +145,19 @@ struct Inner {
     channels: HashMap<Arc<str>, Channel>,
     subscribers: HashMap<u64, Subscriber>,
     next_subscriber: u64,
+    /// Socket.IO sockets, by socket id.
+    sockets: HashMap<Arc<str>, SocketSub>,
+    /// Cluster mode: the newest stream id delivered. Entries at or below it
+    /// were seen already; the local clock plays no part, so neither the
+    /// node's start time nor its clock skew can hide an entry.
+    stream_last: Option<EventId>,
 }
 
 #[derive(Default)]
 struct Channel {
     history: History,
     subscribers: HashSet<u64>,
+    sockets: HashSet<Arc<str>>,
 }
 
 struct Subscriber {
@@ -195,11 +210,29 @@ impl Space {
                 channels: HashMap::new(),
                 subscribers: HashMap::new(),
                 next_subscriber: 0,
+                sockets: HashMap::new(),
+                stream_last: None,
             }),
             closing,
             cut_off: AtomicU64::new(0),
+            slow_sockets: AtomicU64::new(0),
             streams: None,
+            ready: watch::Sender::new(true),
         }
+    }
+
+    /// Ids come from the cluster's stream: deduplicate on the stream's ids.
+    fn join_cluster(&mut self) {
+        self.inner.get_mut().unwrap().stream_last = Some(EventId::new(0, 0));
+        self.ready.send_replace(false);
+    }
+
+    /// Wait, up to `max`, until this node holds the channels' history (in
+    /// cluster mode it is loaded from the stream once the space exists): a
+    /// reader resuming on a node that just started is served, not resynced.
+    pub async fn wait_ready(&self, max: std::time::Duration) {
+        let mut ready = self.ready.subscribe();
+        let _ = tokio::time::timeout(max, ready.wait_for(|r| *r)).await;
     }
 
     pub fn plugin(&self) -> &str {
@@ -217,6 +250,7 @@ impl Space {
         channel: &str,
         event: &str,
         data: &serde_json::Value,
+        except: Option<&str>,
     ) -> Result<EventId> {
         if let Some(streams) = &self.streams {
             check_publication(channel, event)?;
@@ -224,7 +258,7 @@ impl Space {
                 return Err(ChannelError::Closed);
             }
             match streams
-                .append(&self.plugin, channel, event, &data.to_string())
+                .append(&self.plugin, channel, event, &data.to_string(), except)
                 .await
             {
                 Ok(id) => return Ok(id),
@@ -233,20 +267,30 @@ impl Space {
                 }
             }
         }
-        self.publish_at(now_ms(), channel, event, data)
+        self.publish_at(now_ms(), channel, event, data, except)
     }
 
     /// Deliver an event whose id was assigned elsewhere (the cluster's
     /// stream). Ids already seen are ignored, so overlapping reads are harmless.
-    pub fn deliver(&self, id: EventId, channel: &str, event: &str, data: String) {
+    pub fn deliver(
+        &self,
+        id: EventId,
+        channel: &str,
+        event: &str,
+        data: String,
+        except: Option<&str>,
+    ) {
         let now = now_ms();
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
-        if id <= inner.clock.last() {
-            return;
+        match &mut inner.stream_last {
+            Some(last) if id <= *last => return,
+            Some(last) => *last = id,
+            None if id <= inner.clock.last() => return,
+            None => {}
         }
         inner.clock.observe(id);
-        self.push(inner, now, id, channel, event, data);
+        self.push(inner, now, id, channel, event, data, except.map(Arc::from));
     }
 
     /// Let readers resume from as far back as `floor` (the cluster stream
@@ -254,10 +298,13 @@ impl Space {
     pub fn lower_floor(&self, floor: EventId) {
         let mut inner = self.inner.lock().unwrap();
         inner.floor = inner.floor.min(floor);
+        drop(inner);
+        self.ready.send_replace(true);
     }
 
     /// Store an event in its channel's history and hand it to the channel's
     /// subscribers; a subscriber whose queue is full is cut off.
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
         inner: &mut Inner,
@@ -266,6 +313,7 @@ impl Space {
         channel: &str,
         event: &str,
         data: String,
+        except: Option<Arc<str>>,
     ) {
         let limits = self.settings.history;
         let (name, ch) = match inner.channels.get_key_value(channel) {
@@ -285,6 +333,7 @@ impl Space {
             event: event.to_owned(),
             data,
             at_ms: now_ms,
+            except,
         });
         ch.history.expire(now_ms, limits);
         ch.history.push(entry.clone(), limits);
@@ -303,6 +352,197 @@ impl Space {
             self.cut_off.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(plugin = %self.plugin, subscriber = sub, "slow SSE reader cut off");
         }
+        self.push_to_sockets(inner, &entry);
+    }
+
+    /// Hand `entry` to the sockets in its channel. A socket whose buffer is
+    /// full is dropped from every channel and told to go (`slow_consumer`):
+    /// nothing is skipped silently, and it resumes from history.
+    fn push_to_sockets(&self, inner: &mut Inner, entry: &Arc<Entry>) {
+        let Some(ch) = inner.channels.get(&entry.channel) else {
+            return;
+        };
+        let (mut slow, mut gone) = (Vec::new(), Vec::new());
+        for id in &ch.sockets {
+            let Some(sub) = inner.sockets.get_mut(id) else {
+                continue;
+            };
+            if !sockets::wants(sub, id, entry) {
+                continue;
+            }
+            match &mut sub.replay {
+                Some(queue) if queue.len() >= sockets::REPLAY_LIMIT => slow.push(id.clone()),
+                Some(queue) => queue.push_back(entry.clone()),
+                None => match sub.sink.deliver(entry) {
+                    Ok(()) => {}
+                    Err(SinkError::Full) => slow.push(id.clone()),
+                    Err(SinkError::Closed) => gone.push(id.clone()),
+                },
+            }
+        }
+        for id in slow {
+            self.drop_slow_socket(inner, &id);
+        }
+        // A socket that never finished connecting is never detached.
+        for id in gone {
+            inner.remove_socket(&id);
+        }
+    }
+
+    fn drop_slow_socket(&self, inner: &mut Inner, id: &str) {
+        if let Some(sub) = inner.remove_socket(id) {
+            self.slow_sockets.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(plugin = %self.plugin, socket = id, "slow Socket.IO consumer dropped");
+            sub.sink.slow_consumer();
+        }
+    }
+
+    /// Register a socket (no channels yet). Returns the space's position:
+    /// every later event sorts after it.
+    pub fn attach(&self, id: &str, sink: Arc<dyn SocketSink>) -> EventId {
+        let mut inner = self.inner.lock().unwrap();
+        let position = inner.position();
+        inner.sockets.insert(
+            Arc::from(id),
+            SocketSub {
+                sink,
+                channels: HashMap::new(),
+                replay: None,
+            },
+        );
+        position
+    }
+
+    /// The socket joins `channel`: it gets the channel's events from now on.
+    pub fn join(&self, id: &str, channel: &str) {
+        let mut guard = self.inner.lock().unwrap();
+        let inner = &mut *guard;
+        let position = inner.position();
+        let Some(key) = inner.sockets.get_key_value(id).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let name = match inner.channels.get_key_value(channel) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(channel),
+        };
+        if let Some(sub) = inner.sockets.get_mut(id) {
+            sub.channels.entry(name.clone()).or_insert(position);
+        }
+        inner.channels.entry(name).or_default().sockets.insert(key);
+    }
+
+    pub fn leave(&self, id: &str, channel: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(sub) = inner.sockets.get_mut(id) {
+            sub.channels.remove(channel);
+        }
+        if let Some(ch) = inner.channels.get_mut(channel) {
+            ch.sockets.remove(id);
+        }
+    }
+
+    /// Unregister a socket; returns its channels with the id each had
+    /// everything up to, for a later [`restore`](Space::restore).
+    pub fn detach(&self, id: &str) -> Option<Rooms> {
+        let sub = self.inner.lock().unwrap().remove_socket(id)?;
+        Some(
+            sub.channels
+                .into_iter()
+                .map(|(c, after)| (c.to_string(), after))
+                .collect(),
+        )
+    }
+
+    /// A socket's channels, each with the id it is due events after.
+    pub fn rooms(&self, id: &str) -> Rooms {
+        let inner = self.inner.lock().unwrap();
+        inner.sockets.get(id).map_or_else(Vec::new, |sub| {
+            sub.channels
+                .iter()
+                .map(|(c, after)| (c.to_string(), *after))
+                .collect()
+        })
+    }
+
+    /// Whether [`restore`](Space::restore) could serve these rooms now.
+    pub fn can_restore(&self, rooms: &Rooms, offset: Option<EventId>) -> Result<(), Gap> {
+        let now = now_ms();
+        let mut inner = self.inner.lock().unwrap();
+        inner.backlog(now, self.settings.history, rooms, offset, None)?;
+        Ok(())
+    }
+
+    /// Register a socket restoring a previous session: it rejoins `rooms`,
+    /// and every event of them after `offset` (or after it joined, when the
+    /// client had no offset) is queued for it before any new one. Call
+    /// [`replay`](Space::replay) to send them.
+    pub fn restore(
+        &self,
+        id: &str,
+        sink: Arc<dyn SocketSink>,
+        rooms: &Rooms,
+        offset: Option<EventId>,
+    ) -> Result<(), Gap> {
+        let now = now_ms();
+        let mut guard = self.inner.lock().unwrap();
+        let inner = &mut *guard;
+        let backlog = inner.backlog(now, self.settings.history, rooms, offset, Some(id))?;
+        let key: Arc<str> = Arc::from(id);
+        let mut channels = HashMap::new();
+        for (room, after) in rooms {
+            let after = offset.map_or(*after, |o| o.max(*after));
+            let name = match inner.channels.get_key_value(room.as_str()) {
+                Some((name, _)) => name.clone(),
+                None => Arc::from(room.as_str()),
+            };
+            inner
+                .channels
+                .entry(name.clone())
+                .or_default()
+                .sockets
+                .insert(key.clone());
+            channels.insert(name, after);
+        }
+        let sub = SocketSub {
+            sink,
+            channels,
+            replay: Some(backlog.into()),
+        };
+        inner.sockets.insert(key, sub);
+        Ok(())
+    }
+
+    /// Send a restored socket what it missed, then switch it to live
+    /// delivery. Waits while its buffer is full (the backlog may be larger
+    /// than the buffer), up to the replay limit.
+    pub async fn replay(&self, id: &str) {
+        loop {
+            {
+                let mut guard = self.inner.lock().unwrap();
+                let inner = &mut *guard;
+                let Some(sub) = inner.sockets.get_mut(id) else {
+                    return;
+                };
+                let Some(queue) = &mut sub.replay else { return };
+                loop {
+                    let Some(entry) = queue.front() else {
+                        sub.replay = None;
+                        return;
+                    };
+                    match sub.sink.deliver(entry) {
+                        Ok(()) => {
+                            queue.pop_front();
+                        }
+                        Err(SinkError::Full) => break,
+                        Err(SinkError::Closed) => {
+                            inner.remove_socket(id);
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     fn publish_at(
@@ -311,13 +551,15 @@ impl Space {
         channel: &str,
         event: &str,
         data: &serde_json::Value,
+        except: Option<&str>,
     ) -> Result<EventId> {
         check_publication(channel, event)?;
         let data = data.to_string();
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
         let id = inner.clock.next(now_ms);
-        self.push(inner, now_ms, id, channel, event, data);
+        let except = except.map(Arc::from);
+        self.push(inner, now_ms, id, channel, event, data, except);
         Ok(id)
     }
 
@@ -374,7 +616,12 @@ impl Space {
         // One stream carries several channels: merge their backlogs by id.
         backlog.sort_by_key(|e| e.id);
         let resync = (!gaps.is_empty()).then(|| Resync {
-            id: inner.clock.next(now_ms),
+            // In cluster mode a local id could sort after later stream ids
+            // (a clock ahead of Redis's) and make the reader skip them.
+            id: match inner.stream_last {
+                Some(last) => last.max(inner.floor),
+                None => inner.clock.next(now_ms),
+            },
             channels: gaps,
         });
         inner.subscribers.insert(
@@ -406,7 +653,7 @@ impl Space {
         let mut floor = inner.floor;
         inner.channels.retain(|_, ch| {
             ch.history.expire(now_ms, limits);
-            let idle = ch.history.is_empty() && ch.subscribers.is_empty();
+            let idle = ch.history.is_empty() && ch.subscribers.is_empty() && ch.sockets.is_empty();
             if idle && let Some(d) = ch.history.dropped_upto() {
                 floor = floor.max(d);
             }
@@ -427,6 +674,54 @@ impl Space {
 }
 
 impl Inner {
+    /// Every later event sorts after this id.
+    fn position(&self) -> EventId {
+        self.stream_last.unwrap_or(self.clock.last())
+    }
+
+    fn remove_socket(&mut self, id: &str) -> Option<SocketSub> {
+        let sub = self.sockets.remove(id)?;
+        for name in sub.channels.keys() {
+            if let Some(ch) = self.channels.get_mut(name) {
+                ch.sockets.remove(id);
+            }
+        }
+        Some(sub)
+    }
+
+    /// What a socket restoring `rooms` from `offset` missed, merged in id
+    /// order, or the first room history cannot serve.
+    fn backlog(
+        &mut self,
+        now_ms: u64,
+        limits: HistoryLimits,
+        rooms: &Rooms,
+        offset: Option<EventId>,
+        socket: Option<&str>,
+    ) -> std::result::Result<Vec<Arc<Entry>>, Gap> {
+        let mut backlog = Vec::new();
+        for (room, after) in rooms {
+            let after = offset.map_or(*after, |o| o.max(*after));
+            if after < self.floor {
+                return Err(Gap(room.clone()));
+            }
+            let Some(ch) = self.channels.get_mut(room.as_str()) else {
+                continue;
+            };
+            ch.history.expire(now_ms, limits);
+            match ch.history.since(after) {
+                Since::Gap => return Err(Gap(room.clone())),
+                Since::Events(events) => backlog.extend(
+                    events
+                        .into_iter()
+                        .filter(|e| socket.is_none() || e.except.as_deref() != socket),
+                ),
+            }
+        }
+        backlog.sort_by_key(|e| e.id);
+        Ok(backlog)
+    }
+
     fn remove_subscriber(&mut self, id: u64) {
         if let Some(sub) = self.subscribers.remove(&id) {
             for name in sub.channels {
@@ -502,9 +797,9 @@ mod tests {
         let mut a = s.subscribe_at(T0, &chans(&["a"]), None).unwrap();
         let mut ab = s.subscribe_at(T0, &chans(&["a", "b"]), None).unwrap();
         assert!(a.backlog.is_empty() && a.resync.is_none());
-        s.publish_at(T0, "a", "e", &json!(1)).unwrap();
-        s.publish_at(T0, "b", "e", &json!(2)).unwrap();
-        s.publish_at(T0, "c", "e", &json!(3)).unwrap();
+        s.publish_at(T0, "a", "e", &json!(1), None).unwrap();
+        s.publish_at(T0, "b", "e", &json!(2), None).unwrap();
+        s.publish_at(T0, "c", "e", &json!(3), None).unwrap();
         assert_eq!(drain(&mut a), ["a:1"]);
         assert_eq!(drain(&mut ab), ["a:1", "b:2"]);
         drop(ab);
@@ -518,7 +813,7 @@ mod tests {
         let mut seen = Vec::new();
         for i in 0..6 {
             let ch = if i % 2 == 0 { "a" } else { "b" };
-            s.publish_at(T0 + i / 3, ch, "e", &json!(i)).unwrap();
+            s.publish_at(T0 + i / 3, ch, "e", &json!(i), None).unwrap();
         }
         // The reader got four events, then its connection dropped.
         for _ in 0..4 {
@@ -526,7 +821,7 @@ mod tests {
         }
         drop(first);
         let last = seen.last().unwrap().id;
-        s.publish_at(T0 + 5, "b", "e", &json!(6)).unwrap();
+        s.publish_at(T0 + 5, "b", "e", &json!(6), None).unwrap();
         let mut again = s
             .subscribe_at(T0 + 5, &chans(&["a", "b"]), Some(last))
             .unwrap();
@@ -535,18 +830,18 @@ mod tests {
         assert_eq!(backlog, ["4", "5", "6"]);
         assert!(again.backlog.windows(2).all(|w| w[0].id < w[1].id));
         assert!(again.backlog[0].id > last);
-        s.publish_at(T0 + 6, "a", "e", &json!(7)).unwrap();
+        s.publish_at(T0 + 6, "a", "e", &json!(7), None).unwrap();
         assert_eq!(drain(&mut again), ["a:7"]);
     }
 
     #[test]
     fn an_id_older_than_history_asks_for_a_resync_after_the_backlog() {
         let s = space(2, 10);
-        let first = s.publish_at(T0, "a", "e", &json!(0)).unwrap();
+        let first = s.publish_at(T0, "a", "e", &json!(0), None).unwrap();
         for i in 1..4 {
-            s.publish_at(T0, "a", "e", &json!(i)).unwrap();
+            s.publish_at(T0, "a", "e", &json!(i), None).unwrap();
         }
-        s.publish_at(T0, "b", "e", &json!("b")).unwrap();
+        s.publish_at(T0, "b", "e", &json!("b"), None).unwrap();
         let sub = s
             .subscribe_at(T0, &chans(&["a", "b"]), Some(first))
             .unwrap();
@@ -556,7 +851,7 @@ mod tests {
         let backlog: Vec<_> = sub.backlog.iter().map(|e| e.data.clone()).collect();
         assert_eq!(backlog, ["\"b\""]);
         assert!(resync.id > sub.backlog[0].id);
-        assert!(s.publish_at(T0, "a", "e", &json!(9)).unwrap() > resync.id);
+        assert!(s.publish_at(T0, "a", "e", &json!(9), None).unwrap() > resync.id);
     }
 
     #[test]
@@ -579,7 +874,7 @@ mod tests {
         let mut fast = s.subscribe_at(T0, &chans(&["a"]), None).unwrap();
         let mut fast_got = 0;
         for i in 0..5 {
-            s.publish_at(T0, "a", "e", &json!(i)).unwrap();
+            s.publish_at(T0, "a", "e", &json!(i), None).unwrap();
             fast_got += drain(&mut fast).len();
         }
         assert_eq!(fast_got, 5);
@@ -603,16 +898,16 @@ mod tests {
         let s = space(10, 10);
         for bad in ["", "a\nb", "\r", &"x".repeat(257)] {
             assert!(matches!(
-                s.publish_at(T0, bad, "e", &json!(1)),
+                s.publish_at(T0, bad, "e", &json!(1), None),
                 Err(ChannelError::BadChannel(_))
             ));
             assert!(s.subscribe_at(T0, &chans(&[bad]), None).is_err());
         }
         assert!(matches!(
-            s.publish_at(T0, "a", "e\n", &json!(1)),
+            s.publish_at(T0, "a", "e\n", &json!(1), None),
             Err(ChannelError::BadEvent(_))
         ));
-        let last = s.publish_at(T0, "a", "e", &json!(1)).unwrap();
+        let last = s.publish_at(T0, "a", "e", &json!(1), None).unwrap();
         assert_eq!(s.channel_count(), 1);
         s.sweep(T0 + 60_001);
         assert_eq!(s.channel_count(), 0);

@@ -1,6 +1,8 @@
 //! Channels: one publication reaches a plugin's Socket.IO room and its SSE
-//! subscribers alike. This module keeps the SSE side: ids, bounded history
-//! and subscriber queues (the Socket.IO side is socketioxide's rooms).
+//! subscribers alike. This module keeps ids, bounded history, the SSE
+//! subscribers' queues and the Socket.IO sockets that joined each channel
+//! (delivered here, with the id as their offset, for connection state
+//! recovery).
 //!
 //! # Ids and resuming
 //!
@@ -24,8 +26,10 @@ mod error;
 mod history;
 mod hub;
 mod id;
+mod sockets;
 
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
 pub use hub::{Hub, HubSettings, Resync, Space, Subscription};
 pub use id::{BadId, EventId};
+pub use sockets::{Gap, Rooms, SinkError, SocketSink};

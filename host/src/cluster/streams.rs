@@ -51,6 +51,7 @@ impl Streams {
         channel: &str,
         event: &str,
         data: &str,
+        except: Option<&str>,
     ) -> Result<EventId> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(key(plugin))
@@ -64,6 +65,9 @@ impl Streams {
             .arg(event)
             .arg("d")
             .arg(data);
+        if let Some(socket) = except {
+            cmd.arg("x").arg(socket);
+        }
         let id: String = self.redis.run(&cmd).await?;
         id.parse()
             .map_err(|_| ClusterError::Redis(format!("XADD returned {id:?}")))
@@ -125,7 +129,8 @@ async fn read_once(
         }
     }
     if cursors.is_empty() {
-        tokio::time::sleep(BLOCK).await;
+        // No plugin yet: look again soon, so a new one's history loads early.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         return Ok(());
     }
     let (plugins, ids): (Vec<&String>, Vec<&String>) = cursors.iter().unzip();
@@ -190,5 +195,6 @@ fn deliver(space: &crate::channels::Space, entry: &StreamId) {
         tracing::warn!(id = %entry.id, "skipping a malformed SSE stream entry");
         return;
     };
-    space.deliver(id, &channel, &event, data);
+    let except = entry.get::<String>("x");
+    space.deliver(id, &channel, &event, data, except.as_deref());
 }

@@ -13,6 +13,10 @@ use crate::plugins::{Action, Rejection};
 /// reason (Socket.IO itself only tells the client "io server disconnect").
 pub const DISCONNECT_EVENT: &str = "portico:disconnect";
 
+/// The `reason` of a socket disconnected because its send buffer was full
+/// (SSE streams cut off for the same cause end with the same reason).
+pub const SLOW_CONSUMER: &str = "slow_consumer";
+
 pub(super) struct Target<'a> {
     pub(super) socket: &'a SocketRef,
     pub(super) mount: &'a Mount,
@@ -54,18 +58,13 @@ async fn apply_one(
             include_sender,
         } => {
             let data = wire::single(&data_json)?;
-            // SSE subscribers of the channel (history, ids) get it too.
+            // The channel delivers to its sockets (with offsets) and SSE
+            // subscribers alike, on every node.
+            let sender = socket.id.to_string();
+            let except = (!include_sender).then_some(sender.as_str());
             t.mount
                 .channels
-                .publish(&channel, &event, &data)
-                .await
-                .map_err(|e| e.to_string())?;
-            let ops = if include_sender {
-                socket.within(channel.clone())
-            } else {
-                socket.to(channel.clone())
-            };
-            ops.emit(&event, &data)
+                .publish(&channel, &event, &data, except)
                 .await
                 .map_err(|e| format!("publish {event} to {channel}: {e}"))?;
             t.mount.stats.events_out.inc();
@@ -93,6 +92,8 @@ async fn apply_one(
         Action::Join(channel) => {
             socket.join(channel.clone());
             let id = socket.id.to_string();
+            t.mount.channels.join(&id, &channel);
+            remember_rooms(t).await;
             let plugin = &t.mount.slot.name;
             t.mount
                 .presence
@@ -102,6 +103,8 @@ async fn apply_one(
         Action::Leave(channel) => {
             socket.leave(channel.clone());
             let id = socket.id.to_string();
+            t.mount.channels.leave(&id, &channel);
+            remember_rooms(t).await;
             let plugin = &t.mount.slot.name;
             t.mount.presence.leave(plugin, &channel, &id).await;
         }
@@ -120,6 +123,18 @@ async fn apply_one(
         }
     }
     Ok(())
+}
+
+/// Keep the socket's recoverable session up to date with its channels.
+async fn remember_rooms(t: &Target<'_>) {
+    if let Some(pid) = t.socket.pid() {
+        let rooms = t.mount.channels.rooms(&t.socket.id.to_string());
+        let ns = &t.mount.slot.mount;
+        t.mount
+            .recovery
+            .connected(ns, pid, t.socket.id, t.subject, &rooms)
+            .await;
+    }
 }
 
 /// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.

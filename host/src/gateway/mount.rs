@@ -10,6 +10,7 @@ use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
+use super::recovery::{self, Claimed, Recovery, Sink};
 use super::session::{Enqueued, Session, Work};
 use super::throttle::{ConnectionLimiter, EventLimits};
 use super::{Io, SocketRef};
@@ -32,6 +33,8 @@ pub struct Mount {
     pub(super) in_flight: crate::ops::InFlight,
     /// Who is in which channel (joins, leaves, disconnects).
     pub(super) presence: Arc<crate::presence::Presence>,
+    /// Connection state recovery (sessions, deferred disconnects).
+    pub(super) recovery: Arc<Recovery>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -68,9 +71,16 @@ pub(super) async fn serve(mount: Mount) -> Result<(), MountError> {
         let mount = mount.clone();
         async move { handshake(mount, socket, auth.unwrap_or_default()).await }
     };
-    // Runs after the connect ack is sent: performs `on-connect`'s actions.
+    // Runs after the connect ack is sent: a restored socket gets what it
+    // missed first, then `on-connect`'s actions are performed.
     let connected = async |socket: SocketRef| {
         if let Some(session) = socket.extensions.get::<Arc<Session>>() {
+            if session
+                .restoring
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                session.mount.channels.replay(&session.conn.id).await;
+            }
             session.drain(&socket).await;
         }
     };
@@ -110,7 +120,114 @@ async fn handshake(
     .inspect_err(|e| mount.metrics.auth_failure("socketio", e.code()))?;
     let expires_at = verified.as_ref().and_then(|v| v.expires_at);
     let principal = verified.map(|Verified { principal, .. }| principal);
-    let conn = Connection {
+    let conn = connection(&mount, &socket, remote, principal, &auth);
+    if mount.slot.is_unmounted() {
+        return Err(Refusal(Rejection::new(
+            super::PLUGIN_REMOVED,
+            "this plugin was removed",
+        )));
+    }
+    let claimed = mount.recovery.take_claimed(socket.id);
+    let subject = conn.principal.as_ref().and_then(|p| p.subject.clone());
+    if claimed.as_ref().is_some_and(|c| c.subject != subject) {
+        return Err(Refusal(Rejection::new(
+            "recovery_denied",
+            "this session belongs to another subject",
+        )));
+    }
+    let guard = mount.slot.connect();
+    let session = Arc::new(Session::new(conn, mount.clone(), guard));
+    let restored = match claimed {
+        Some(c) => restore(&session, &socket, c).await,
+        None => false,
+    };
+    if !restored {
+        let version = session.version();
+        let actions = match version.on_connect(&session.conn).await {
+            Ok(Ok(actions)) => actions,
+            Ok(Err(rejection)) => return Err(Refusal(rejection)),
+            Err(e) => return Err(Refusal(e.to_rejection())),
+        };
+        session.push(Work::Connected(actions));
+        let sink = Arc::new(Sink::new(
+            socket.clone(),
+            &session,
+            mount.recovery.enabled(),
+        ));
+        mount.channels.attach(&session.conn.id, sink);
+        let _ = session.pid.set(recovery::new_pid());
+    }
+    if mount.recovery.enabled()
+        && let Some(pid) = session.pid.get()
+    {
+        socket.set_pid(pid.clone());
+        let rooms = mount.channels.rooms(&session.conn.id);
+        let ns = &mount.slot.mount;
+        let subject = subject.as_deref();
+        mount
+            .recovery
+            .connected(ns, pid, socket.id, subject, &rooms)
+            .await;
+    }
+    if let Some(exp) = expires_at {
+        let leeway = mount.verifier.leeway_secs();
+        session.set_expiry(expire_at(&session, &socket, exp.saturating_add(leeway)));
+    }
+    socket.extensions.insert(session);
+    register_handlers(&socket);
+    Ok(())
+}
+
+/// Put a socket back where its claimed session left off: its channels, and
+/// what it missed queued for [`Space::replay`](crate::channels::Space::replay).
+/// `false` if history no longer serves it (it trimmed since the claim): the
+/// socket then starts afresh.
+async fn restore(session: &Arc<Session>, socket: &SocketRef, claimed: Claimed) -> bool {
+    let mount = &session.mount;
+    let sink = Arc::new(Sink::new(socket.clone(), session, true));
+    let id = &session.conn.id;
+    if let Err(gap) = mount
+        .channels
+        .restore(id, sink, &claimed.rooms, claimed.offset)
+    {
+        tracing::info!(socket = %id, "session not restored: {gap}");
+        return false;
+    }
+    let subject = session
+        .conn
+        .principal
+        .as_ref()
+        .and_then(|p| p.subject.as_deref());
+    for (room, _) in &claimed.rooms {
+        socket.join(room.clone());
+        mount
+            .presence
+            .join(&mount.slot.name, room, id, subject)
+            .await;
+    }
+    let _ = session.pid.set(claimed.pid);
+    session
+        .restoring
+        .store(true, std::sync::atomic::Ordering::Release);
+    mount.stats.recovered.inc();
+    true
+}
+
+fn connection(
+    mount: &Mount,
+    socket: &SocketRef,
+    remote: Option<SocketAddr>,
+    principal: Option<crate::plugins::Principal>,
+    auth: &serde_json::Value,
+) -> Connection {
+    let parts = socket.req_parts();
+    // What the client sends to resume is not the plugin's business.
+    let mut extras = auth.clone();
+    if let Some(map) = extras.as_object_mut() {
+        map.remove("pid");
+        map.remove("offset");
+    }
+    Connection {
         id: socket.id.to_string(),
         namespace: mount.slot.mount.clone(),
         transport: match socket.transport_type() {
@@ -128,52 +245,64 @@ async fn handshake(
                     .collect()
             })
             .unwrap_or_default(),
-        auth_json: if auth.is_object() {
-            auth.to_string()
+        auth_json: if extras.is_object() {
+            extras.to_string()
         } else {
             "{}".into()
         },
-    };
+    }
+}
 
-    if mount.slot.is_unmounted() {
-        return Err(Refusal(Rejection::new(
-            super::PLUGIN_REMOVED,
-            "this plugin was removed",
-        )));
-    }
-    let guard = mount.slot.connect();
-    let version = mount.slot.version_for(guard.on_canary());
-    let actions = match version.on_connect(&conn).await {
-        Ok(Ok(actions)) => actions,
-        Ok(Err(rejection)) => return Err(Refusal(rejection)),
-        Err(e) => return Err(Refusal(e.to_rejection())),
-    };
-    let session = Arc::new(Session::new(conn, mount.clone(), guard));
-    session.push(Work::Connected(actions));
-    if let Some(exp) = expires_at {
-        let leeway = mount.verifier.leeway_secs();
-        session.set_expiry(expire_at(&session, &socket, exp.saturating_add(leeway)));
-    }
-    socket.extensions.insert(session);
-    // Handlers are registered here, before the connect ack goes out, so no
-    // event sent right after connecting can miss them.
+/// Registered in the handshake, before the connect ack goes out, so no
+/// event sent right after connecting can miss them.
+fn register_handlers(socket: &SocketRef) {
     socket.on_fallback(async |socket: SocketRef, Enqueued(session): Enqueued| {
         session.drain(&socket).await
     });
     socket.on_disconnect(async |socket: SocketRef, reason: DisconnectReason| {
-        if let Some(session) = socket.extensions.get::<Arc<Session>>() {
-            session.cancel_expiry();
-            session.report_throttle();
-            session.push(Work::Disconnected(reason.to_string()));
-            session.drain(&socket).await;
-            let mount = &session.mount;
-            mount
-                .presence
-                .disconnected(&mount.slot.name, &session.conn.id)
+        let Some(session) = socket.extensions.get::<Arc<Session>>() else {
+            return;
+        };
+        session.cancel_expiry();
+        session.report_throttle();
+        let mount = session.mount.clone();
+        let rooms = mount.channels.detach(&session.conn.id).unwrap_or_default();
+        let subject = session
+            .conn
+            .principal
+            .as_ref()
+            .and_then(|p| p.subject.as_deref());
+        let ns = &mount.slot.mount;
+        let pid = session.pid.get().map(String::as_str).unwrap_or_default();
+        let saved = recovery::recoverable(reason)
+            && mount
+                .recovery
+                .disconnected(ns, pid, socket.id, subject, &rooms)
                 .await;
+        if !saved {
+            mount.recovery.forget(ns, pid).await;
+            return finish(&session, &socket, reason).await;
         }
+        // The plugin hears of it only if the client does not come back in time.
+        tokio::spawn(async move {
+            tokio::time::sleep(mount.recovery.window()).await;
+            let pid = session.pid.get().map(String::as_str).unwrap_or_default();
+            if mount.recovery.expire(&mount.slot.mount, pid).await {
+                finish(&session, &socket, reason).await;
+            }
+        });
     });
-    Ok(())
+}
+
+/// The disconnect is final: the plugin's `on-disconnect`, then presence.
+async fn finish(session: &Arc<Session>, socket: &SocketRef, reason: DisconnectReason) {
+    session.push(Work::Disconnected(reason.to_string()));
+    session.drain(socket).await;
+    let mount = &session.mount;
+    mount
+        .presence
+        .disconnected(&mount.slot.name, &session.conn.id)
+        .await;
 }
 
 /// A timer that disconnects the socket with reason `token_expired` at `at`

@@ -24,6 +24,7 @@ pub struct Gateway {
     /// Socket queues being drained; shutdown waits for them.
     in_flight: InFlight,
     presence: Arc<Presence>,
+    recovery: Arc<super::Recovery>,
 }
 
 impl Gateway {
@@ -33,6 +34,7 @@ impl Gateway {
         channels: Arc<Hub>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        recovery: Arc<super::Recovery>,
     ) -> Self {
         let connections = Arc::new(ConnectionLimiter::new(&config.throttle));
         Self {
@@ -44,6 +46,7 @@ impl Gateway {
             config,
             metrics,
             in_flight: InFlight::default(),
+            recovery,
         }
     }
 
@@ -78,8 +81,10 @@ impl Gateway {
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
             presence: self.presence.clone(),
+            recovery: self.recovery.clone(),
             slot,
         };
+        self.recovery.register(&mount.slot.mount, &name);
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");
         mount::serve(mount).await
     }

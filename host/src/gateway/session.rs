@@ -54,6 +54,10 @@ pub(super) struct Session {
     throttle: SocketThrottle,
     /// Set once a kick is queued: later events are dropped.
     kicked: AtomicBool,
+    /// The private session id sent in the CONNECT reply (recovery on).
+    pub(super) pid: std::sync::OnceLock<String>,
+    /// Set while a restored socket is owed what it missed.
+    pub(super) restoring: AtomicBool,
     /// The timer that disconnects the socket when its token expires.
     pub(super) expiry: Mutex<Option<AbortHandle>>,
     /// Every log line about this socket (plugin logs included) carries its id
@@ -74,6 +78,8 @@ impl Session {
             draining: AtomicBool::new(false),
             throttle,
             kicked: AtomicBool::new(false),
+            pid: std::sync::OnceLock::new(),
+            restoring: AtomicBool::new(false),
             expiry: Mutex::new(None),
         }
     }
@@ -96,6 +102,32 @@ impl Session {
         }
     }
 
+    /// The socket's send buffer was full: it was dropped from its channels.
+    /// Tell the client `slow_consumer` as soon as the buffer has room (it may
+    /// never), then close the transport: the client reconnects by itself and
+    /// recovers what it missed.
+    pub(super) fn slow_consumer(self: &Arc<Self>, socket: SocketRef) {
+        if self.kicked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let grace = self.mount.limits.disconnect_grace;
+        tokio::spawn(async move {
+            let reason = serde_json::json!({ "reason": actions::SLOW_CONSUMER });
+            for _ in 0..100 {
+                match socket.emit(actions::DISCONNECT_EVENT, &reason) {
+                    Err(socketioxide::SendError::Socket(
+                        socketioxide::SocketError::InternalChannelFull,
+                    )) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    _ => break,
+                }
+            }
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            socket.close_transport().await;
+        });
+    }
+
     /// Log what the throttle refused, when it refused anything.
     pub(super) fn report_throttle(&self) {
         let rejected = self.throttle.rejected.load(Ordering::Relaxed);
@@ -106,7 +138,7 @@ impl Session {
     }
 
     /// The version this connection's calls go to now (sticky canary assignment).
-    fn version(&self) -> Arc<PluginVersion> {
+    pub(super) fn version(&self) -> Arc<PluginVersion> {
         self.mount.slot.version_for(self.guard.on_canary())
     }
 

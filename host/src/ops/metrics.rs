@@ -44,6 +44,7 @@ pub struct Metrics {
     rate_limited: Family<Labels, Counter>,
     dropped: Family<Labels, Counter>,
     auth_failures: Family<Labels, Counter>,
+    recovered: Family<Labels, Counter>,
 }
 
 /// Counter handles of one namespace, cached by its mount.
@@ -56,6 +57,8 @@ pub struct NsMetrics {
     pub rate_limited: Counter,
     /// Packets socketioxide refused because the socket's buffer was full.
     pub dropped: Counter,
+    /// Sockets that reconnected with their session restored.
+    pub recovered: Counter,
 }
 
 /// What the scrape-time collector reads.
@@ -76,6 +79,12 @@ impl Metrics {
         let rate_limited = Family::<Labels, Counter>::default();
         let dropped = Family::<Labels, Counter>::default();
         let auth_failures = Family::<Labels, Counter>::default();
+        let recovered = Family::<Labels, Counter>::default();
+        prom.register(
+            "recovered_sessions",
+            "Socket.IO reconnects whose session was restored (connection state recovery)",
+            recovered.clone(),
+        );
         prom.register(
             "events_in",
             "Socket.IO events received from clients",
@@ -111,6 +120,7 @@ impl Metrics {
             rate_limited,
             dropped,
             auth_failures,
+            recovered,
         }
     }
 
@@ -128,6 +138,7 @@ impl Metrics {
             acks_error: self.acks.get_or_create_owned(&l(Some(("result", "error")))),
             rate_limited: self.rate_limited.get_or_create_owned(&l(None)),
             dropped: self.dropped.get_or_create_owned(&l(None)),
+            recovered: self.recovered.get_or_create_owned(&l(None)),
         }
     }
 
@@ -265,6 +276,30 @@ impl Collector for Snapshot {
             "sse_cut_off",
             "SSE streams ended because the reader fell too far behind",
             &cut,
+        )?;
+        // One rule for both transports: a full buffer ends the connection
+        // with reason `slow_consumer`, and the client resumes from history.
+        let slow: Vec<_> = spaces
+            .iter()
+            .flat_map(|sp| {
+                let plugin = sp.plugin().to_owned();
+                [
+                    ("socketio", sp.slow_sockets.load(Ordering::Relaxed)),
+                    ("sse", sp.cut_off.load(Ordering::Relaxed)),
+                ]
+                .map(|(t, n)| {
+                    (
+                        vec![("plugin", plugin.clone()), ("transport", t.to_owned())],
+                        counter(n),
+                    )
+                })
+            })
+            .collect();
+        family(
+            &mut enc,
+            "slow_consumer_disconnects",
+            "Connections ended with reason slow_consumer because their send buffer was full",
+            &slow,
         )?;
 
         self.plugins(&mut enc, &slots)?;

@@ -38,17 +38,12 @@ pub(super) async fn publish(
     let id = state
         .channels
         .space(&slot.name)
-        .publish(&p.channel, &p.event, &p.data)
+        .publish(&p.channel, &p.event, &p.data, None)
         .await
         .map_err(|e| match e {
             ChannelError::Closed => PublishError::Closed,
             other => PublishError::Name(other),
         })?;
-    if let Some(ns) = state.io.of(slot.mount.as_str()) {
-        // Socket.IO delivery is best effort, like the plugins' own publishes.
-        if let Err(e) = ns.to(p.channel.clone()).emit(&p.event, &p.data).await {
-            tracing::warn!(plugin = %slot.name, channel = %p.channel, "publish to Socket.IO failed: {e}");
-        }
-    }
+    // The channel delivered it to its Socket.IO sockets and SSE subscribers.
     Ok(Json(json!({ "ok": true, "id": id.to_string() })))
 }

@@ -76,9 +76,12 @@ pub(super) async fn subscribe(
             Err(e) => return Err(SseError::Plugin(e.to_rejection())),
         }
     }
-    let sub = state
-        .channels
-        .space(&slot.name)
+    let space = state.channels.space(&slot.name);
+    if last_event_id.is_some() {
+        // A node that just started loads the cluster's history first.
+        space.wait_ready(std::time::Duration::from_secs(3)).await;
+    }
+    let sub = space
         .subscribe(&channels, last_event_id)
         .map_err(|e| match e {
             ChannelError::Closed => SseError::Closed,

@@ -66,8 +66,9 @@ impl<A: Adapter> Client<A> {
         #[cfg(feature = "tracing")]
         tracing::debug!("auth: {:?}", auth);
         let protocol: ProtocolVersion = esocket.protocol.into();
+        let restore = self.config.restore.clone();
         let connect = async move |ns: Arc<Namespace<A>>, esocket: Arc<EIoSocket<SocketData<A>>>| {
-            if ns.connect(esocket.id, esocket.clone(), auth).await.is_ok() {
+            if ns.connect_restoring(esocket.id, esocket.clone(), auth, restore).await.is_ok() {
                 // cancel the connect timeout task for v5
                 if let Some(tx) = esocket.data.connect_recv_tx.lock().unwrap().take() {
                     tx.send(()).ok();
@@ -271,7 +272,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
             .read()
             .unwrap()
             .values()
-            .filter_map(|ns| ns.get_socket(socket.id).ok())
+            .filter_map(|ns| ns.get_engine_socket(socket.id).ok())
             .collect();
 
         let _cnt = socks

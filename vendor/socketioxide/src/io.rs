@@ -115,6 +115,9 @@ pub struct SocketIoConfig {
 
     /// A global server identifier
     pub server_id: Uid,
+
+    /// Connection state recovery: picks the id of a connecting socket.
+    pub(crate) restore: Option<crate::recovery::RestoreHook>,
 }
 
 impl Default for SocketIoConfig {
@@ -129,6 +132,7 @@ impl Default for SocketIoConfig {
             parser: Parser::default(),
             parse_config: ParseConfig::default(),
             server_id: Uid::new(),
+            restore: None,
         }
     }
 }
@@ -343,6 +347,13 @@ impl<A: Adapter> SocketIoBuilder<A> {
 }
 
 impl<A: Adapter> SocketIoBuilder<A> {
+    /// Let `hook` give connecting sockets the id of the session they restore
+    /// (connection state recovery, see [`crate::recovery`]).
+    pub fn with_restore_hook(mut self, hook: crate::recovery::RestoreHook) -> Self {
+        self.config.restore = Some(hook);
+        self
+    }
+
     /// Build a [`SocketIoLayer`] and a [`SocketIo`] instance that can be used as a [`tower_layer::Layer`].
     pub fn build_layer(mut self) -> (SocketIoLayer<A>, SocketIo<A>) {
         self.config.engine_config = self.engine_config_builder.build();

@@ -345,6 +345,7 @@ pub mod handler;
 pub mod layer;
 pub mod operators;
 pub mod service;
+pub mod recovery;
 pub mod socket;
 
 pub use engineioxide::TransportType;

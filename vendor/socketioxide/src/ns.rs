@@ -12,14 +12,23 @@ use crate::{
     errors::{ConnectFail, Error},
     handler::{BoxedConnectHandler, ConnectHandler, MakeErasedHandler},
     parser::Parser,
+    recovery::{RestoreHook, RestoreRequest},
     socket::{DisconnectReason, Socket},
 };
 use socketioxide_core::{
     Sid, Str, Uid, Value,
     adapter::{BroadcastIter, CoreLocalAdapter, RemoteSocketData, SocketEmitter},
-    packet::{ConnectPacket, Packet, PacketData},
+    packet::{Packet, PacketData},
     parser::Parse,
 };
+
+/// The CONNECT reply: `ConnectPacket` plus the optional private session id.
+#[derive(serde::Serialize)]
+struct ConnectReply<'a> {
+    sid: Sid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<&'a str>,
+}
 
 /// A [`Namespace`] constructor used for dynamic namespaces
 /// A namespace constructor only hold a common handler that will be cloned
@@ -36,6 +45,9 @@ pub struct Namespace<A: Adapter> {
     /// The ids of the sockets that are connecting to this namespace, but which are not yet
     /// in [`Self::sockets`] because their middlewares are still running.
     connecting: Mutex<HashSet<Sid>>,
+    /// Engine.IO id -> socket id, for sockets that restored a previous
+    /// session's id (connection state recovery). Empty otherwise.
+    restored: RwLock<HashMap<Sid, Sid>>,
 }
 
 /// Marks a socket as connecting to a namespace until dropped.
@@ -49,7 +61,10 @@ impl<'a, A: Adapter> ConnectingGuard<'a, A> {
         let mut connecting = ns.connecting.lock().unwrap();
         // A socket is inserted in `sockets` before its guard is dropped, so it is
         // always found in at least one of them when the connection is in progress or done.
-        if ns.sockets.read().unwrap().contains_key(&sid) || !connecting.insert(sid) {
+        // A socket that restored another id is found by its engine.io id in `restored`.
+        let connected = ns.sockets.read().unwrap().contains_key(&sid)
+            || ns.restored.read().unwrap().contains_key(&sid);
+        if connected || !connecting.insert(sid) {
             return None;
         }
         Some(Self { ns, sid })
@@ -113,6 +128,7 @@ impl<A: Adapter> Namespace<A> {
             parser,
             sockets: HashMap::new().into(),
             connecting: HashSet::new().into(),
+            restored: HashMap::new().into(),
             adapter: Arc::new(A::new(
                 adapter_state,
                 CoreLocalAdapter::new(Emitter::new(ns.clone(), parser, path, ack_timeout, uid)),
@@ -129,16 +145,43 @@ impl<A: Adapter> Namespace<A> {
     /// A connect packet for a socket already connected or connecting to this namespace is ignored.
     /// Otherwise it would run the handlers twice and replace (or remove, if the middlewares reject
     /// it) the socket with the same id, without calling its disconnect handler.
+    #[cfg(test)]
     pub(crate) async fn connect(
         self: Arc<Self>,
         sid: Sid,
         esocket: Arc<engineioxide::Socket<SocketData<A>>>,
         auth: Option<Value>,
     ) -> Result<(), ConnectFail> {
-        let Some(_guard) = ConnectingGuard::new(&self, sid) else {
+        self.connect_restoring(sid, esocket, auth, None).await
+    }
+
+    /// [`Namespace::connect`], where `restore` may give the socket the id of a
+    /// previous session instead of its engine.io id `esid`.
+    pub(crate) async fn connect_restoring(
+        self: Arc<Self>,
+        esid: Sid,
+        esocket: Arc<engineioxide::Socket<SocketData<A>>>,
+        auth: Option<Value>,
+        restore: Option<RestoreHook>,
+    ) -> Result<(), ConnectFail> {
+        let Some(_guard) = ConnectingGuard::new(&self, esid) else {
             #[cfg(feature = "tracing")]
-            tracing::debug!(%sid, ?self.path, "ignoring duplicate connect packet");
+            tracing::debug!(%esid, ?self.path, "ignoring duplicate connect packet");
             return Err(ConnectFail);
+        };
+        let sid = match restore {
+            Some(hook) => {
+                let req = RestoreRequest {
+                    ns: &self.path,
+                    auth: auth.as_ref(),
+                    req: &esocket.req_parts,
+                };
+                (hook.0)(req)
+                    .await
+                    .filter(|id| !self.sockets.read().unwrap().contains_key(id))
+                    .unwrap_or(esid)
+            }
+            None => esid,
         };
 
         let socket: Arc<Socket<A>> =
@@ -164,11 +207,17 @@ impl<A: Adapter> Namespace<A> {
         }
 
         self.sockets.write().unwrap().insert(sid, socket.clone());
+        if sid != esid {
+            self.restored.write().unwrap().insert(esid, sid);
+        }
         #[cfg(feature = "tracing")]
         tracing::trace!(?socket.id, ?self.path, "socket added to namespace");
 
         let protocol = esocket.protocol.into();
-        let payload = ConnectPacket { sid: socket.id };
+        let payload = ConnectReply {
+            sid: socket.id,
+            pid: socket.pid(),
+        };
         let payload = match protocol {
             ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
             ProtocolVersion::V4 => None,
@@ -193,8 +242,19 @@ impl<A: Adapter> Namespace<A> {
         #[cfg(feature = "tracing")]
         tracing::trace!(?sid, ?self.path, "removing socket from namespace");
 
-        self.sockets.write().unwrap().remove(&sid);
+        let removed = self.sockets.write().unwrap().remove(&sid);
+        if let Some(socket) = removed
+            && socket.engine_id() != sid
+        {
+            self.restored.write().unwrap().remove(&socket.engine_id());
+        }
         self.adapter.get_local().del_all(sid);
+    }
+
+    /// The socket on the engine.io connection `esid`.
+    pub(crate) fn get_engine_socket(&self, esid: Sid) -> Result<Arc<Socket<A>>, Error> {
+        let sid = self.restored.read().unwrap().get(&esid).copied();
+        self.get_socket(sid.unwrap_or(esid))
     }
 
     pub fn has(&self, sid: Sid) -> bool {
@@ -205,7 +265,7 @@ impl<A: Adapter> Namespace<A> {
         match packet {
             PacketData::Connect(_) => unreachable!("connect packets should be handled before"),
             PacketData::ConnectError(_) => Err(Error::InvalidPacketType),
-            packet => self.get_socket(sid)?.recv(packet),
+            packet => self.get_engine_socket(sid)?.recv(packet),
         }
     }
 

@@ -297,6 +297,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
+    /// The private session id sent in the CONNECT reply (connection state recovery).
+    pid: std::sync::OnceLock<String>,
 
     /// A type map of protocol extensions.
     /// It can be used to share data through the lifetime of the socket.
@@ -326,6 +328,7 @@ impl<A: Adapter> Socket<A> {
             connected: AtomicBool::new(false),
             parser,
             id: sid,
+            pid: std::sync::OnceLock::new(),
             #[cfg(feature = "extensions")]
             extensions: Extensions::new(),
             esocket,
@@ -706,6 +709,33 @@ impl<A: Adapter> Socket<A> {
     /// });
     pub fn protocol(&self) -> crate::ProtocolVersion {
         self.esocket.protocol.into()
+    }
+
+    /// # Set the private session id sent with the CONNECT reply.
+    ///
+    /// Set it from a connect middleware (connection state recovery, see
+    /// [`crate::recovery`]). Only the first call counts.
+    pub fn set_pid(&self, pid: impl Into<String>) {
+        let _ = self.pid.set(pid.into());
+    }
+
+    /// The private session id set with [`Socket::set_pid`].
+    pub fn pid(&self) -> Option<&str> {
+        self.pid.get().map(String::as_str)
+    }
+
+    /// The id of the engine.io connection under this socket (differs from
+    /// [`Socket::id`] when the socket restored a previous session's id).
+    pub(crate) fn engine_id(&self) -> Sid {
+        self.esocket.id
+    }
+
+    /// # Close the engine.io connection under this socket.
+    ///
+    /// Unlike [`Socket::disconnect`], the client sees a transport close and
+    /// reconnects by itself. Resolves once the transport is closed.
+    pub async fn close_transport(&self) {
+        self.close_underlying_transport().await
     }
 
     /// # Get the socket namespace path.

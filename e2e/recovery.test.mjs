@@ -1,0 +1,175 @@
+// Connection state recovery with the official socket.io-client: a receiver
+// whose connection is cut every 0.7 s gets every acked message exactly once,
+// in order, with `socket.recovered` true after each reconnect, on one node
+// and across nodes (including after its node was killed with SIGKILL).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import { startPortico, connect, call, token, tempFile } from './fixture.mjs';
+import { proxy } from './proxy.mjs';
+import { startRedis } from './redis.mjs';
+
+const cleanup = [];
+// The sender publishes faster than the default per-socket event limit.
+const UNLIMITED = '[throttle]\nevents_per_sec = 0\n';
+after(async () => { for (const f of cleanup.reverse()) await f(); });
+
+/** A chat client through `url` that reconnects at once and records what it gets. */
+async function receiver(url, room, sub) {
+  const socket = io(`${url}/chat`, {
+    auth: { token: token({ sub }) }, transports: ['websocket'], forceNew: true,
+    reconnectionDelay: 20, reconnectionDelayMax: 40, randomizationFactor: 0,
+  });
+  cleanup.push(() => socket.close());
+  const r = { socket, texts: [], offsets: [], connects: [], waiters: [] };
+  socket.on('connect', () => r.connects.push({ id: socket.id, recovered: socket.recovered }));
+  socket.on('message', (m, offset) => {
+    r.texts.push(m.text);
+    r.offsets.push(offset);
+    r.waiters = r.waiters.filter((w) => !w());
+  });
+  await new Promise((ok, fail) => { socket.once('connect', ok); socket.once('connect_error', fail); });
+  assert.equal((await call(socket, 'join', { room })).ok, true);
+  return r;
+}
+
+/** Resolves once `check()` holds, checked after each message `r` receives. */
+function until(r, check, ms, what) {
+  if (check()) return Promise.resolve();
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${what} within ${ms} ms`)), ms);
+    r.waiters.push(() => { if (!check()) return false; clearTimeout(timer); ok(); return true; });
+  });
+}
+
+/**
+ * Send `count` messages to `room` at a steady rate (`perTick` every 10 ms),
+ * each acked; `onSent(i)` runs after message i is sent. Resolves with the
+ * texts acked `ok`, in send order.
+ */
+async function send(sender, room, count, { perTick = 3, onSent = () => {} } = {}) {
+  const acks = [];
+  for (let i = 0; i < count; i++) {
+    acks.push(call(sender, 'message', { room, text: String(i) }).then((a) => (a.ok ? String(i) : null), () => null));
+    onSent(i);
+    if (i % perTick === perTick - 1) await new Promise((r) => setTimeout(r, 10));
+  }
+  return (await Promise.all(acks)).filter((t) => t !== null);
+}
+
+function assertExactlyOnceInOrder(r, acked) {
+  const seen = new Set();
+  for (const t of r.texts) {
+    assert.ok(!seen.has(t), `message ${t} was delivered twice`);
+    seen.add(t);
+  }
+  const missing = acked.filter((t) => !seen.has(t));
+  assert.deepEqual(missing, [], `${missing.length} acked messages never arrived`);
+  const nums = r.texts.map(Number);
+  assert.ok(nums.every((n, i) => i === 0 || n > nums[i - 1]), 'messages arrived out of order');
+  // Every message carries its offset as the last argument, in increasing order.
+  assert.ok(r.offsets.every((o) => /^\d+-\d+$/.test(o)), 'every message has an offset');
+}
+
+function assertRecoveredEachTime(r, minReconnects) {
+  const [first, ...again] = r.connects;
+  assert.ok(again.length >= minReconnects, `only ${again.length} reconnects`);
+  for (const c of again) {
+    assert.equal(c.recovered, true, `a reconnect was not recovered (${again.filter((x) => x.recovered).length}/${again.length})`);
+    assert.equal(c.id, first.id, 'the socket id is kept');
+  }
+}
+
+test('one node: a receiver cut every 0.7 s gets all 1000 acked messages once, in order, recovered each time', async () => {
+  const config = tempFile('portico.toml', UNLIMITED);
+  const node = await startPortico({ plugins: ['chat'], args: ['--config', config] });
+  cleanup.push(() => node.stop());
+  const cutter = await proxy(node.url);
+  cleanup.push(() => cutter.close());
+  const r = await receiver(cutter.url, 'flap', 'rita');
+  const sender = await connect(node.url, '/chat', { auth: { token: token({ sub: 'sam' }) } });
+  cleanup.push(() => sender.close());
+  assert.equal((await call(sender, 'join', { room: 'flap' })).ok, true);
+
+  const flaps = setInterval(() => { if (r.socket.connected) cutter.cut(); }, 700);
+  let acked;
+  try {
+    acked = await send(sender, 'flap', 1000);
+  } finally {
+    clearInterval(flaps);
+  }
+  assert.equal(acked.length, 1000, 'every message was acked ok');
+  await until(r, () => new Set(r.texts).size >= acked.length, 15000, 'not every acked message arrived');
+  assertExactlyOnceInOrder(r, acked);
+  assertRecoveredEachTime(r, 4);
+});
+
+test('a client whose session expired reconnects with recovered false and a new id', async () => {
+  const config = tempFile('portico.toml', '[socketio]\nrecovery_window_secs = 1\n');
+  const node = await startPortico({ plugins: ['chat'], args: ['--config', config] });
+  cleanup.push(() => node.stop());
+  const cutter = await proxy(node.url);
+  cleanup.push(() => cutter.close());
+  const r = await receiver(cutter.url, 'late', 'lou');
+  const sender = await connect(node.url, '/chat', { auth: { token: token({ sub: 'sid' }) } });
+  cleanup.push(() => sender.close());
+  await call(sender, 'join', { room: 'late' });
+  await call(sender, 'message', { room: 'late', text: '1' });
+  await until(r, () => r.texts.length === 1, 5000, 'the first message did not arrive');
+  cutter.refusing = true;
+  cutter.cut();
+  // Away longer than the window: the session is gone.
+  await new Promise((ok) => r.socket.once('disconnect', ok));
+  await new Promise((ok) => setTimeout(ok, 1600));
+  cutter.refusing = false;
+  await new Promise((ok) => r.socket.once('connect', ok));
+  assert.equal(r.connects.at(-1).recovered, false);
+  assert.notEqual(r.connects.at(-1).id, r.connects[0].id);
+});
+
+test('two nodes: the receiver alternates nodes, then its node is SIGKILLed; nothing lost, nothing twice', async () => {
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  // A short heartbeat TTL, so a killed node counts as dead quickly.
+  const env = { PORTICO_REDIS_URL: redis.url };
+  const config = tempFile('portico.toml', `${UNLIMITED}[cluster]\nnode_ttl_ms = 1500\n`);
+  const [a, b] = await Promise.all([0, 1].map(() => startPortico({ plugins: ['chat'], env, args: ['--config', config] })));
+  cleanup.push(() => a.stop(), () => b.stop());
+  const cutter = await proxy(a.url);
+  cleanup.push(() => cutter.close());
+  const r = await receiver(cutter.url, 'roam', 'rosa');
+  const sender = await connect(b.url, '/chat', { auth: { token: token({ sub: 'sol' }) } });
+  cleanup.push(() => sender.close());
+  assert.equal((await call(sender, 'join', { room: 'roam' })).ok, true);
+
+  let onA = true;
+  const flaps = setInterval(() => {
+    if (a.proc.exitCode === null && a.proc.signalCode === null) {
+      onA = !onA;
+      cutter.target = onA ? a.url : b.url;
+    }
+    // A flap cuts an established connection (not one still handshaking).
+    if (r.socket.connected) cutter.cut();
+  }, 700);
+  let killedAt = -1;
+  let acked;
+  try {
+    acked = await send(sender, 'roam', 1000, {
+      onSent: (i) => {
+        // Midway, while the receiver is on node A: kill A, point the proxy at B.
+        if (killedAt < 0 && i >= 500 && onA && r.socket.connected) {
+          killedAt = i;
+          cutter.target = b.url;
+          a.proc.kill('SIGKILL');
+        }
+      },
+    });
+  } finally {
+    clearInterval(flaps);
+  }
+  assert.ok(killedAt > 0, 'node A was killed while serving the receiver');
+  assert.equal(acked.length, 1000, 'every message was acked ok');
+  await until(r, () => new Set(r.texts).size >= acked.length, 20000, 'not every acked message arrived');
+  assertExactlyOnceInOrder(r, acked);
+  assertRecoveredEachTime(r, 4);
+});

@@ -1,0 +1,65 @@
+//! Socket.IO sockets as channel subscribers.
+//!
+//! A socket that joins a channel is registered in its plugin's [`Space`]
+//! beside the SSE subscribers, so one publication reaches both transports in
+//! the same id order, and the id travels with it as the packet's offset
+//! (connection state recovery). The gateway supplies the [`SocketSink`]; this
+//! module only decides what each socket gets.
+//!
+//! [`Space`]: super::Space
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::history::Entry;
+use super::id::EventId;
+
+/// Why a socket could not take a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkError {
+    /// Its send buffer is full: a slow consumer.
+    Full,
+    /// It is gone.
+    Closed,
+}
+
+/// Where a socket's channel events go (implemented by the gateway).
+pub trait SocketSink: Send + Sync {
+    /// Queue one event for the client, with its id as the offset.
+    fn deliver(&self, entry: &Entry) -> Result<(), SinkError>;
+    /// The socket was dropped from every channel because its buffer was
+    /// full: disconnect it with reason `slow_consumer`.
+    fn slow_consumer(&self);
+}
+
+/// A socket registered in a space.
+pub(super) struct SocketSub {
+    pub(super) sink: Arc<dyn SocketSink>,
+    /// Joined channels, each with the id after which its events are due
+    /// (the space's position when it joined, or the offset it resumed from).
+    pub(super) channels: HashMap<Arc<str>, EventId>,
+    /// While a restored socket catches up: the events still to send, in
+    /// order (backlog first, then live ones that arrived meanwhile).
+    pub(super) replay: Option<VecDeque<Arc<Entry>>>,
+}
+
+/// What a socket should get of `entry` published on one of its channels.
+pub(super) fn wants(sub: &SocketSub, id: &str, entry: &Entry) -> bool {
+    entry.except.as_deref() != Some(id)
+        && sub
+            .channels
+            .get(&entry.channel)
+            .is_some_and(|after| entry.id > *after)
+}
+
+/// The rooms a socket was in, each with the id it had everything up to.
+pub type Rooms = Vec<(String, EventId)>;
+
+/// A restored socket cannot be served from history (it was trimmed, or it
+/// predates what this node knows).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("history no longer holds what the socket missed in {0:?}")]
+pub struct Gap(pub String);
+
+/// Past this many queued events, a catching-up socket counts as a slow consumer.
+pub(super) const REPLAY_LIMIT: usize = 20_000;

@@ -1,0 +1,15 @@
+//! Why a session could not be saved or read.
+
+use crate::cluster::ClusterError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The Redis session store did not answer.
+    #[error("session store: {0}")]
+    Store(#[from] ClusterError),
+    /// A stored record is not a session.
+    #[error("stored session is malformed: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = RecoveryError> = std::result::Result<T, E>;

@@ -1,0 +1,196 @@
+//! Where disconnected sessions wait to be restored: in this node's memory
+//! (one node), or in Redis (any node can restore them, even after the node
+//! that saved them died). Each record lives a little longer than the
+//! recovery window, so the node that saved it can still find it when the
+//! window ends and run the plugin's deferred `on-disconnect`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::error::{RecoveryError, Result};
+use crate::cluster::Redis;
+
+/// What a disconnected socket needs to be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSession {
+    /// The socket id it gets back.
+    pub sid: String,
+    /// The token subject it had: a restoring client must present the same.
+    pub subject: Option<String>,
+    /// Channels it was in, each with the id (`ms-seq`) it had everything up to.
+    pub rooms: Vec<(String, String)>,
+    /// When it was saved (ms since the epoch): the disconnect, for a
+    /// session that is not live.
+    pub saved_at_ms: u64,
+    /// The node serving it.
+    pub node: String,
+    /// Still connected when saved (kept so that a client whose node was
+    /// killed can be restored elsewhere: the node never saw the disconnect).
+    pub live: bool,
+}
+
+/// A session store (memory or Redis, picked at wiring).
+pub trait SessionStore: Send + Sync {
+    /// Keep `session` under `key` for `ttl`.
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        session: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Read without claiming.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>>;
+    /// Claim: read and delete in one step, so one caller gets it.
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>>;
+    /// Whether `node` still heartbeats (always, for one node in memory).
+    fn alive<'a>(&'a self, node: &'a str) -> BoxFuture<'a, bool>;
+}
+
+/// One node's sessions.
+#[derive(Default)]
+pub struct MemorySessions {
+    map: Mutex<HashMap<String, (Instant, SavedSession)>>,
+}
+
+impl MemorySessions {
+    fn live(&self, key: &str, remove: bool) -> Option<SavedSession> {
+        let mut map = self.map.lock().unwrap();
+        let now = Instant::now();
+        map.retain(|_, (until, _)| *until > now);
+        if remove {
+            map.remove(key).map(|(_, s)| s)
+        } else {
+            map.get(key).map(|(_, s)| s.clone())
+        }
+    }
+}
+
+impl SessionStore for MemorySessions {
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        session: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        let until = Instant::now() + ttl;
+        self.map
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), (until, session.clone()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        let found = self.live(key, false);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        let found = self.live(key, true);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn alive<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+}
+
+/// Sessions as Redis keys `portico:session:<key>` with a TTL.
+pub struct RedisSessions {
+    redis: Redis,
+}
+
+impl RedisSessions {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+}
+
+fn redis_key(key: &str) -> String {
+    format!("portico:session:{key}")
+}
+
+fn decode(raw: Option<String>) -> Result<Option<SavedSession>> {
+    raw.map(|json| serde_json::from_str(&json).map_err(|e| RecoveryError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+impl SessionStore for RedisSessions {
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        session: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(session)
+                .map_err(|e| RecoveryError::Corrupt(e.to_string()))?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(redis_key(key))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64);
+            self.redis.run::<()>(&cmd).await?;
+            Ok(())
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        Box::pin(async move {
+            let raw: Option<String> = self
+                .redis
+                .run(redis::cmd("GET").arg(redis_key(key)))
+                .await?;
+            decode(raw)
+        })
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        Box::pin(async move {
+            let raw: Option<String> = self
+                .redis
+                .run(redis::cmd("GETDEL").arg(redis_key(key)))
+                .await?;
+            decode(raw)
+        })
+    }
+
+    /// The node's presence heartbeat key (see `cluster::presence`); a Redis
+    /// error counts as alive, so nothing is restored twice.
+    fn alive<'a>(&'a self, node: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let cmd = redis::cmd("EXISTS")
+                .arg(format!("portico:node:{node}"))
+                .to_owned();
+            self.redis.run::<u64>(&cmd).await.map_or(true, |n| n > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_is_claimed_once_and_expires() {
+        let store = MemorySessions::default();
+        let s = SavedSession {
+            sid: "abc".into(),
+            subject: Some("alice".into()),
+            rooms: vec![("r".into(), "1-0".into())],
+            saved_at_ms: 1,
+            node: "n".into(),
+            live: false,
+        };
+        store.save("k", &s, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().as_ref(), Some(&s));
+        assert_eq!(store.take("k").await.unwrap(), Some(s.clone()));
+        assert_eq!(store.take("k").await.unwrap(), None);
+        store.save("k", &s, Duration::ZERO).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap(), None);
+    }
+}
