@@ -173,3 +173,39 @@ test('two nodes: the receiver alternates nodes, then its node is SIGKILLed; noth
   assertExactlyOnceInOrder(r, acked);
   assertRecoveredEachTime(r, 4);
 });
+
+test('a receiver that stops reading is disconnected with slow_consumer, counted, and recovers what it missed', async () => {
+  const API_KEY = 'slow-key';
+  const node = await startPortico({ plugins: ['chat'], env: { PORTICO_API_KEY: API_KEY } });
+  cleanup.push(() => node.stop());
+  const r = await receiver(node.url, 'slow', 'sly');
+  const told = [];
+  r.socket.on('portico:disconnect', (info) => told.push(info));
+  // Stop reading: the server's writes back up into its per-socket buffer.
+  r.socket.io.engine.transport.ws._socket.pause();
+  const big = 'x'.repeat(64 * 1024);
+  const total = 300; // ~19 MiB: more than the socket buffers hold
+  for (let i = 0; i < total; i++) {
+    const res = await fetch(`${node.url}/api/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ plugin: 'chat', channel: 'slow', event: 'message', data: { text: String(i), big } }),
+    });
+    assert.equal(res.status, 200);
+  }
+  const slowCount = async () => {
+    const text = await (await fetch(`${node.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('portico_slow_consumer_disconnects_total{') && l.includes('transport="socketio"') && l.includes('plugin="chat"'));
+    return Number(line?.split(' ').at(-1) ?? 0);
+  };
+  for (let i = 0; (await slowCount()) < 1; i++) {
+    assert.ok(i < 100, 'the slow consumer was not counted');
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  r.socket.io.engine.transport.ws._socket.resume();
+  await until(r, () => new Set(r.texts).size >= total, 20000, 'the missed messages were not recovered')
+  assert.deepEqual(told, [{ reason: 'slow_consumer' }]);
+  assert.deepEqual(r.texts, Array.from({ length: total }, (_, i) => String(i)));
+  assert.equal(r.connects.length, 2);
+  assertRecoveredEachTime(r, 1);
+});

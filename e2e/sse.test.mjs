@@ -280,6 +280,9 @@ test('a slow reader is cut off without delaying a fast one, then resumes from hi
   // The slow reader finds its stream ended after what was queued for it...
   slow.res.resume();
   await slow.ended;
+  // It was told why, as a Socket.IO client would be.
+  assert.equal(slow.frames.at(-1).event, 'portico:disconnect');
+  assert.deepEqual(JSON.parse(slow.frames.at(-1).data), { reason: 'slow_consumer' });
   const kept = events(slow).map((f) => JSON.parse(f.data).n);
   assert.ok(kept.length < total, `the slow reader was cut off (got ${kept.length})`);
   assert.deepEqual(kept, Array.from({ length: kept.length }, (_, i) => i));

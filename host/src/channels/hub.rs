@@ -390,7 +390,9 @@ impl Space {
     }
 
     fn drop_slow_socket(&self, inner: &mut Inner, id: &str) {
-        if let Some(sub) = inner.remove_socket(id) {
+        if let Some(sub) = inner.sockets.get_mut(id) {
+            sub.stalled = true;
+            sub.replay = None;
             self.slow_sockets.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(plugin = %self.plugin, socket = id, "slow Socket.IO consumer dropped");
             sub.sink.slow_consumer();
@@ -408,6 +410,7 @@ impl Space {
                 sink,
                 channels: HashMap::new(),
                 replay: None,
+                stalled: false,
             },
         );
         position
@@ -507,6 +510,7 @@ impl Space {
             sink,
             channels,
             replay: Some(backlog.into()),
+            stalled: false,
         };
         inner.sockets.insert(key, sub);
         Ok(())

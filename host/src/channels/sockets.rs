@@ -41,11 +41,15 @@ pub(super) struct SocketSub {
     /// While a restored socket catches up: the events still to send, in
     /// order (backlog first, then live ones that arrived meanwhile).
     pub(super) replay: Option<VecDeque<Arc<Entry>>>,
+    /// Dropped as a slow consumer: gets nothing more, but its channels are
+    /// kept for the session it will be restored from.
+    pub(super) stalled: bool,
 }
 
 /// What a socket should get of `entry` published on one of its channels.
 pub(super) fn wants(sub: &SocketSub, id: &str, entry: &Entry) -> bool {
-    entry.except.as_deref() != Some(id)
+    !sub.stalled
+        && entry.except.as_deref() != Some(id)
         && sub
             .channels
             .get(&entry.channel)

@@ -11,7 +11,7 @@ mod throttle;
 mod unmount;
 mod wire;
 
-pub use actions::DISCONNECT_EVENT;
+pub use actions::{DISCONNECT_EVENT, SLOW_CONSUMER};
 pub use detach::detach_handshake;
 pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;

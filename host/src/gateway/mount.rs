@@ -142,20 +142,7 @@ async fn handshake(
         None => false,
     };
     if !restored {
-        let version = session.version();
-        let actions = match version.on_connect(&session.conn).await {
-            Ok(Ok(actions)) => actions,
-            Ok(Err(rejection)) => return Err(Refusal(rejection)),
-            Err(e) => return Err(Refusal(e.to_rejection())),
-        };
-        session.push(Work::Connected(actions));
-        let sink = Arc::new(Sink::new(
-            socket.clone(),
-            &session,
-            mount.recovery.enabled(),
-        ));
-        mount.channels.attach(&session.conn.id, sink);
-        let _ = session.pid.set(recovery::new_pid());
+        start_fresh(&session, &socket).await?;
     }
     if mount.recovery.enabled()
         && let Some(pid) = session.pid.get()
@@ -175,6 +162,22 @@ async fn handshake(
     }
     socket.extensions.insert(session);
     register_handlers(&socket);
+    Ok(())
+}
+
+/// A new session: the plugin's `on-connect` decides, and its actions are
+/// queued; the socket gets a fresh pid.
+async fn start_fresh(session: &Arc<Session>, socket: &SocketRef) -> Result<(), Refusal> {
+    let actions = match session.version().on_connect(&session.conn).await {
+        Ok(Ok(actions)) => actions,
+        Ok(Err(rejection)) => return Err(Refusal(rejection)),
+        Err(e) => return Err(Refusal(e.to_rejection())),
+    };
+    session.push(Work::Connected(actions));
+    let mount = &session.mount;
+    let sink = Arc::new(Sink::new(socket.clone(), session, mount.recovery.enabled()));
+    mount.channels.attach(&session.conn.id, sink);
+    let _ = session.pid.set(recovery::new_pid());
     Ok(())
 }
 

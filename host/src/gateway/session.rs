@@ -113,11 +113,12 @@ impl Session {
         let grace = self.mount.limits.disconnect_grace;
         tokio::spawn(async move {
             let reason = serde_json::json!({ "reason": actions::SLOW_CONSUMER });
-            for _ in 0..100 {
+            // Up to 10 s: a reader that reads nothing for that long is gone.
+            for _ in 0..200 {
                 match socket.emit(actions::DISCONNECT_EVENT, &reason) {
                     Err(socketioxide::SendError::Socket(
                         socketioxide::SocketError::InternalChannelFull,
-                    )) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    )) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                     _ => break,
                 }
             }

@@ -60,9 +60,15 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
         }
     };
     // The subscription lives inside the stream: dropping the body unsubscribes.
-    let live = stream::unfold(sub, |mut sub| async move {
-        let entry = sub.live.recv().await?;
-        Some((event(&entry), sub))
+    // The queue closes only when the reader was cut off for being too slow:
+    // it is told so (the same reason a Socket.IO client gets), then the
+    // stream ends and the client resumes with its Last-Event-ID.
+    let live = stream::unfold(Some(sub), |sub| async move {
+        let mut sub = sub?;
+        match sub.live.recv().await {
+            Some(entry) => Some((event(&entry), Some(sub))),
+            None => Some((slow_consumer(), None)),
+        }
     });
     let events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> =
         Box::pin(stream::iter(first).chain(live).take_until(shutdown));
@@ -70,6 +76,13 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
         .keep_alive(KeepAlive::new().interval(settings.keep_alive));
     // Ask buffering proxies (nginx) to pass events through at once.
     ([("x-accel-buffering", "no")], body).into_response()
+}
+
+/// The last event of a stream cut off because its reader fell behind.
+fn slow_consumer() -> Event {
+    Event::default()
+        .event(crate::gateway::DISCONNECT_EVENT)
+        .data(json!({ "reason": crate::gateway::SLOW_CONSUMER }).to_string())
 }
 
 /// Names were checked when published (no newlines), and `data` is compact JSON.
