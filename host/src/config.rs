@@ -237,6 +237,10 @@ pub struct SocketIoConfig {
     /// Connection state recovery: how long a disconnected socket's session
     /// is kept for the client to come back to (0 turns recovery off).
     pub recovery_window_secs: u64,
+    /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
+    /// larger buffer takes fewer reads for big messages, and costs every idle
+    /// socket that much memory. It grows while a larger message arrives.
+    pub ws_read_buffer_size: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -248,6 +252,7 @@ impl Default for SocketIoConfig {
             ping_timeout_ms: 20_000,
             connect_timeout_ms: 45_000,
             recovery_window_secs: 120,
+            ws_read_buffer_size: 1024,
         }
     }
 }
@@ -375,6 +380,9 @@ pub struct ClusterConfig {
     /// A node counts as alive this long after its last heartbeat (sent every
     /// third of it); presence drops the members of a node gone longer.
     pub node_ttl_ms: u64,
+    /// Publications that may wait for Redis at once (sent in pipelined
+    /// batches); past it a publication is refused with `overloaded`.
+    pub outbox: usize,
 }
 
 impl Default for ClusterConfig {
@@ -384,6 +392,7 @@ impl Default for ClusterConfig {
             node_id: None,
             connect_wait_secs: 30,
             node_ttl_ms: 10_000,
+            outbox: 8192,
         }
     }
 }

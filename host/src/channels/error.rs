@@ -11,6 +11,10 @@ pub enum ChannelError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Closed,
+    /// Too many publications are waiting for the cluster's stream: this one
+    /// was refused (not delivered anywhere).
+    #[error("too many publications waiting for Redis: retry later")]
+    Overloaded,
 }
 
 pub type Result<T, E = ChannelError> = std::result::Result<T, E>;

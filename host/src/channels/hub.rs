@@ -73,6 +73,11 @@ impl Hub {
             .clone()
     }
 
+    /// The cluster's stream writer (cluster mode).
+    pub fn streams(&self) -> Option<&Arc<crate::cluster::Streams>> {
+        self.streams.as_ref()
+    }
+
     /// The plugins with channels on this node.
     pub fn plugins(&self) -> Vec<String> {
         self.spaces.lock().unwrap().keys().cloned().collect()
@@ -262,6 +267,10 @@ impl Space {
                 .await
             {
                 Ok(id) => return Ok(id),
+                // Refused, not delayed: the sender learns it.
+                Err(crate::cluster::ClusterError::Overloaded) => {
+                    return Err(ChannelError::Overloaded);
+                }
                 Err(e) => {
                     tracing::warn!(plugin = %self.plugin, channel, "SSE publish stays on this node: {e}")
                 }

@@ -1,7 +1,9 @@
 //! The socketioxide-redis driver. The stock one keeps a single connection
 //! and never recovers from a Redis restart; this one rides the node's
 //! [`Redis`] connection manager, and never lets Redis delay local delivery:
-//! publishes go through a bounded outbox drained by a background task.
+//! publishes go through a bounded outbox drained by a background task in
+//! pipelined batches. Channel publications do not come this way (they go
+//! through the channels' Redis Stream); the adapter's own requests do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +14,8 @@ use tokio::sync::mpsc;
 use super::error::ClusterError;
 use super::redis_conn::Redis;
 
-/// Messages waiting to be published; past this, cross-node messages are
-/// dropped (and counted) rather than queued without bound.
+/// Messages waiting to be published; past this, a publish is refused with
+/// [`ClusterError::Overloaded`] (and counted) rather than queued without bound.
 const OUTBOX: usize = 8192;
 
 /// Either no cluster (every call is a no-op, so the adapter delivers
@@ -33,30 +35,44 @@ pub struct RedisDriver {
 
 impl ClusterDriver {
     pub fn redis(redis: Redis) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTBOX);
+        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(OUTBOX);
         let driver = Arc::new(RedisDriver {
             redis: redis.clone(),
             outbox: tx,
             published: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        let stats = Arc::downgrade(&driver);
-        tokio::spawn(async move {
-            while let Some((chan, payload)) = rx.recv().await {
-                let res = redis
-                    .run::<redis::Value>(redis::cmd("PUBLISH").arg(&chan).arg(payload))
-                    .await;
-                let Some(stats) = stats.upgrade() else { return };
-                match res {
-                    Ok(_) => stats.published.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::debug!(channel = chan, "cross-node publish lost: {e}");
-                        stats.dropped.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        });
+        tokio::spawn(send_batches(redis, rx, Arc::downgrade(&driver)));
         Self::Redis(driver)
+    }
+}
+
+/// Messages sent per round trip at most.
+const BATCH: usize = 256;
+
+/// Publish the outbox in pipelined batches (one round trip for up to
+/// [`BATCH`] messages). A batch Redis refused is counted as dropped.
+async fn send_batches(
+    redis: Redis,
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    stats: std::sync::Weak<RedisDriver>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (chan, payload) in batch.drain(..) {
+            pipe.cmd("PUBLISH").arg(chan).arg(payload).ignore();
+        }
+        let res = redis.run_pipe::<()>(&pipe).await;
+        let Some(stats) = stats.upgrade() else { return };
+        let n = pipe.len() as u64;
+        match res {
+            Ok(()) => stats.published.fetch_add(n, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(messages = n, "cross-node publish lost: {e}");
+                stats.dropped.fetch_add(n, Ordering::Relaxed)
+            }
+        };
     }
 }
 
@@ -67,7 +83,9 @@ impl Driver for ClusterDriver {
         if let Self::Redis(d) = self
             && d.outbox.try_send((chan, val)).is_err()
         {
+            // Refused, not dropped silently: the adapter reports it to the caller.
             d.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(ClusterError::Overloaded);
         }
         Ok(())
     }

@@ -8,6 +8,9 @@ pub enum ClusterError {
     /// Redis did not answer in time.
     #[error("redis did not answer within {0} ms")]
     Timeout(u64),
+    /// The outbox to Redis is full: the message was not accepted.
+    #[error("too many messages waiting for Redis: retry later")]
+    Overloaded,
     /// The configured URL is not usable.
     #[error("invalid redis url: {0}")]
     Url(String),

@@ -100,6 +100,18 @@ impl Redis {
         res
     }
 
+    /// Run a pipeline (one round trip) with the node-wide timeout.
+    pub async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        let res =
+            match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<T>(&mut conn)).await {
+                Ok(r) => r.map_err(ClusterError::from),
+                Err(_) => Err(ClusterError::Timeout(COMMAND_TIMEOUT.as_millis() as u64)),
+            };
+        self.healthy.store(res.is_ok(), Ordering::Relaxed);
+        res
+    }
+
     /// Whether the last command reached Redis.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)

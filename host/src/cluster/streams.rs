@@ -17,6 +17,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
 use super::error::{ClusterError, Result};
 use super::redis_conn::{Redis, resp3_url};
 use crate::channels::{EventId, Hub};
@@ -26,25 +30,47 @@ const BLOCK: Duration = Duration::from_millis(1000);
 
 /// The Redis side of the channel hub.
 pub struct Streams {
-    redis: Redis,
     /// Entries kept per stream (`XADD ... MAXLEN ~`): the cluster-wide history.
     max_len: usize,
+    /// Appends waiting for Redis, sent in pipelined batches.
+    outbox: mpsc::Sender<Append>,
+    /// Publications appended (they reach every node).
+    pub published: AtomicU64,
+    /// Publications refused because the outbox was full.
+    pub overloaded: AtomicU64,
 }
+
+/// One `XADD` waiting in the outbox, with where its id goes.
+struct Append {
+    cmd: redis::Cmd,
+    reply: oneshot::Sender<Result<EventId>>,
+}
+
+/// Appends sent per round trip at most.
+const BATCH: usize = 256;
 
 fn key(plugin: &str) -> String {
     format!("portico:sse:{plugin}")
 }
 
 impl Streams {
-    pub fn new(redis: Redis, max_len: usize) -> Self {
-        Self {
-            redis,
+    /// `outbox`: appends that may wait for Redis; past it, publications are
+    /// refused with [`ClusterError::Overloaded`].
+    pub fn new(redis: Redis, max_len: usize, outbox: usize) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(outbox.max(1));
+        let streams = Arc::new(Self {
             max_len: max_len.max(1),
-        }
+            outbox: tx,
+            published: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+        });
+        tokio::spawn(send_batches(redis, rx, Arc::downgrade(&streams)));
+        streams
     }
 
     /// Append a publication; Redis assigns its id. Local subscribers get it
-    /// from the reader, like every other node's.
+    /// from the reader, like every other node's. Refused at once, never
+    /// queued without bound, when the outbox is full.
     pub async fn append(
         &self,
         plugin: &str,
@@ -68,9 +94,13 @@ impl Streams {
         if let Some(socket) = except {
             cmd.arg("x").arg(socket);
         }
-        let id: String = self.redis.run(&cmd).await?;
-        id.parse()
-            .map_err(|_| ClusterError::Redis(format!("XADD returned {id:?}")))
+        let (reply, id) = oneshot::channel();
+        if self.outbox.try_send(Append { cmd, reply }).is_err() {
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(ClusterError::Overloaded);
+        }
+        id.await
+            .unwrap_or(Err(ClusterError::Redis("the stream writer stopped".into())))
     }
 
     /// Read every plugin's stream into `hub` until the hub is gone.
@@ -84,6 +114,36 @@ impl Streams {
         let conn = ConnectionManager::new_with_config(client, config).await?;
         tokio::spawn(read_loop(self, conn, hub));
         Ok(())
+    }
+}
+
+/// Send the outbox in pipelined batches: one round trip for up to [`BATCH`]
+/// appends, each told its id (or the error).
+async fn send_batches(redis: Redis, mut rx: mpsc::Receiver<Append>, streams: Weak<Streams>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for a in &batch {
+            pipe.add_command(a.cmd.clone());
+        }
+        let ids: Result<Vec<String>> = redis.run_pipe(&pipe).await;
+        if let (Ok(ids), Some(s)) = (&ids, streams.upgrade()) {
+            s.published.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        }
+        let mut ids = ids.map(Vec::into_iter);
+        for a in batch.drain(..) {
+            let id = match &mut ids {
+                Ok(ids) => ids.next().map_or_else(
+                    || Err(ClusterError::Redis("XADD gave no id".into())),
+                    |id| {
+                        id.parse()
+                            .map_err(|_| ClusterError::Redis(format!("XADD returned {id:?}")))
+                    },
+                ),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = a.reply.send(id);
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 
 use super::mount::Mount;
+use super::publisher::{self, Audience, Channels};
 use super::wire::{self, Args};
+use crate::channels::ChannelError;
 use crate::plugins::{Action, Rejection};
 
 /// Event sent to a client just before the server disconnects it, carrying the
@@ -58,16 +60,26 @@ async fn apply_one(
             include_sender,
         } => {
             let data = wire::single(&data_json)?;
-            // The channel delivers to its sockets (with offsets) and SSE
-            // subscribers alike, on every node.
-            let sender = socket.id.to_string();
-            let except = (!include_sender).then_some(sender.as_str());
-            t.mount
-                .channels
-                .publish(&channel, &event, &data, except)
-                .await
-                .map_err(|e| format!("publish {event} to {channel}: {e}"))?;
-            t.mount.stats.events_out.inc();
+            let to = Channels {
+                space: &t.mount.channels,
+                stats: &t.mount.stats,
+            };
+            let audience = Audience::From {
+                socket,
+                include_sender,
+            };
+            let published = publisher::publish(&to, audience, &channel, &event, &data).await;
+            if let Err(e @ ChannelError::Overloaded) = &published {
+                // Nothing was delivered: the sender's ack says so (and any
+                // ack action after this one finds it answered).
+                reject(
+                    t.mount,
+                    ack.take(),
+                    &Rejection::new("overloaded", e.to_string()),
+                );
+                t.mount.stats.overloaded.inc();
+            }
+            published.map_err(|e| e.to_string())?;
         }
         Action::SendTo {
             socket: id,

@@ -45,6 +45,7 @@ pub struct Metrics {
     dropped: Family<Labels, Counter>,
     auth_failures: Family<Labels, Counter>,
     recovered: Family<Labels, Counter>,
+    overloaded: Family<Labels, Counter>,
 }
 
 /// Counter handles of one namespace, cached by its mount.
@@ -59,6 +60,8 @@ pub struct NsMetrics {
     pub dropped: Counter,
     /// Sockets that reconnected with their session restored.
     pub recovered: Counter,
+    /// Publications refused with `overloaded` (the outbox to Redis was full).
+    pub overloaded: Counter,
 }
 
 /// What the scrape-time collector reads.
@@ -80,6 +83,12 @@ impl Metrics {
         let dropped = Family::<Labels, Counter>::default();
         let auth_failures = Family::<Labels, Counter>::default();
         let recovered = Family::<Labels, Counter>::default();
+        let overloaded = Family::<Labels, Counter>::default();
+        prom.register(
+            "publish_overloaded",
+            "Socket.IO publications refused with the error ack `overloaded` (outbox to Redis full)",
+            overloaded.clone(),
+        );
         prom.register(
             "recovered_sessions",
             "Socket.IO reconnects whose session was restored (connection state recovery)",
@@ -92,7 +101,7 @@ impl Metrics {
         );
         prom.register(
             "events_out",
-            "Socket.IO events sent: emits, send-tos and channel publishes (one per publish)",
+            "Socket.IO events sent: emits, send-tos and channel publishes from plugins or the publish API (one per publish)",
             events_out.clone(),
         );
         prom.register("acks", "Acks sent to clients, by result", acks.clone());
@@ -121,6 +130,7 @@ impl Metrics {
             dropped,
             auth_failures,
             recovered,
+            overloaded,
         }
     }
 
@@ -139,6 +149,7 @@ impl Metrics {
             rate_limited: self.rate_limited.get_or_create_owned(&l(None)),
             dropped: self.dropped.get_or_create_owned(&l(None)),
             recovered: self.recovered.get_or_create_owned(&l(None)),
+            overloaded: self.overloaded.get_or_create_owned(&l(None)),
         }
     }
 
@@ -304,18 +315,34 @@ impl Collector for Snapshot {
 
         self.plugins(&mut enc, &slots)?;
 
+        // Publications reach other nodes through the channels' stream.
+        let stream = s.hub.streams().map_or((0, 0), |st| {
+            (
+                st.published.load(Ordering::Relaxed),
+                st.overloaded.load(Ordering::Relaxed),
+            )
+        });
         if let ClusterDriver::Redis(d) = &s.cluster {
             family(
                 &mut enc,
                 "cluster_published",
                 "Messages published to other nodes",
-                &[(vec![], counter(d.published.load(Ordering::Relaxed)))],
+                &[(
+                    vec![],
+                    counter(d.published.load(Ordering::Relaxed) + stream.0),
+                )],
             )?;
             family(
                 &mut enc,
                 "cluster_dropped",
                 "Cross-node messages lost (outbox full or Redis unreachable)",
                 &[(vec![], counter(d.dropped.load(Ordering::Relaxed)))],
+            )?;
+            family(
+                &mut enc,
+                "cluster_overloaded",
+                "Publications refused (error `overloaded`) because the outbox to Redis was full",
+                &[(vec![], counter(stream.1))],
             )?;
         }
         if let Some(r) = &s.redis {

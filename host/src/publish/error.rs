@@ -33,6 +33,9 @@ pub enum PublishError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Closed,
+    /// Too many publications wait for Redis: this one was not delivered.
+    #[error("too many publications waiting for Redis: retry later")]
+    Overloaded,
 }
 
 impl From<PublishError> for ApiError {
@@ -48,6 +51,7 @@ impl From<PublishError> for ApiError {
             }
             PublishError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
             PublishError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            PublishError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         };
         ApiError::new(status, code, message)
     }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::credentials;
 use super::error::PublishError;
 use crate::channels::ChannelError;
+use crate::gateway;
 use crate::server::AppState;
 
 #[derive(Deserialize)]
@@ -35,15 +36,17 @@ pub(super) async fn publish(
         .registry
         .get(&p.plugin)
         .ok_or_else(|| PublishError::UnknownPlugin(p.plugin.clone()))?;
-    let id = state
-        .channels
-        .space(&slot.name)
-        .publish(&p.channel, &p.event, &p.data, None)
+    let space = state.channels.space(&slot.name);
+    let to = gateway::Channels {
+        space: &space,
+        stats: &state.metrics.namespace(&slot.mount),
+    };
+    let id = gateway::publish(&to, gateway::Audience::Room, &p.channel, &p.event, &p.data)
         .await
         .map_err(|e| match e {
             ChannelError::Closed => PublishError::Closed,
+            ChannelError::Overloaded => PublishError::Overloaded,
             other => PublishError::Name(other),
         })?;
-    // The channel delivered it to its Socket.IO sockets and SSE subscribers.
     Ok(Json(json!({ "ok": true, "id": id.to_string() })))
 }

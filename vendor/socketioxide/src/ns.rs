@@ -176,10 +176,10 @@ impl<A: Adapter> Namespace<A> {
                     auth: auth.as_ref(),
                     req: &esocket.req_parts,
                 };
-                (hook.0)(req)
-                    .await
-                    .filter(|id| !self.sockets.read().unwrap().contains_key(id))
-                    .unwrap_or(esid)
+                match (hook.0)(req).await {
+                    Some(id) if self.released(id).await => id,
+                    _ => esid,
+                }
             }
             None => esid,
         };
@@ -235,6 +235,19 @@ impl<A: Adapter> Namespace<A> {
         self.handler.call(socket, auth);
 
         Ok(())
+    }
+
+    /// Whether no socket holds `sid` (waiting up to a second: the socket a
+    /// restored session replaces leaves the namespace only once its
+    /// disconnect handler is done).
+    async fn released(&self, sid: Sid) -> bool {
+        for _ in 0..50 {
+            if !self.sockets.read().unwrap().contains_key(&sid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// Removes a socket from a namespace
