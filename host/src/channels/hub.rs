@@ -906,6 +906,127 @@ mod tests {
         assert_eq!(missed, ["2", "3", "4"]);
     }
 
+    /// A socket sink that takes `room` events and then reports full.
+    struct FakeSocket {
+        got: Mutex<Vec<String>>,
+        room: usize,
+        told_slow: AtomicU64,
+    }
+
+    impl SocketSink for FakeSocket {
+        fn deliver(&self, e: &Entry) -> std::result::Result<(), SinkError> {
+            let mut got = self.got.lock().unwrap();
+            if got.len() >= self.room {
+                return Err(SinkError::Full);
+            }
+            got.push(e.data.clone());
+            Ok(())
+        }
+        fn slow_consumer(&self) {
+            self.told_slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn fake(room: usize) -> Arc<FakeSocket> {
+        Arc::new(FakeSocket {
+            got: Mutex::default(),
+            room,
+            told_slow: AtomicU64::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_restored_socket_gets_what_it_missed_in_its_rooms_then_live_events() {
+        // Real time: restoring expires history by the wall clock.
+        let t = now_ms();
+        let s = space(100, 10);
+        let first = fake(2);
+        s.attach("s1", first.clone());
+        s.join("s1", "a");
+        s.publish_at(t, "a", "e", &json!(0), None).unwrap();
+        s.publish_at(t, "a", "e", &json!(1), None).unwrap();
+        // Its buffer is full: dropped as a slow consumer, told once, rooms kept.
+        let offset = s.publish_at(t, "a", "e", &json!(2), None).unwrap();
+        s.publish_at(t, "a", "e", &json!(3), None).unwrap();
+        assert_eq!(first.told_slow.load(Ordering::Relaxed), 1);
+        assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 1);
+        let rooms = s.detach("s1").unwrap();
+        assert_eq!(rooms.len(), 1);
+        // Missed meanwhile: one in its room, one it sent itself, one elsewhere.
+        s.publish_at(t, "a", "e", &json!(4), None).unwrap();
+        s.publish_at(t, "a", "e", &json!("own"), Some("s1"))
+            .unwrap();
+        s.publish_at(t, "b", "e", &json!("other"), None).unwrap();
+        // The client had received 0 and 1; its offset is the id of 1.
+        let had = offset.predecessor();
+        let again = fake(100);
+        s.restore("s1", again.clone(), &rooms, Some(had)).unwrap();
+        // Live events wait behind the replay.
+        s.publish_at(t, "a", "e", &json!(5), None).unwrap();
+        assert!(again.got.lock().unwrap().is_empty());
+        s.replay("s1").await;
+        s.publish_at(t, "a", "e", &json!(6), None).unwrap();
+        assert_eq!(*again.got.lock().unwrap(), ["2", "3", "4", "5", "6"]);
+    }
+
+    #[test]
+    fn a_socket_behind_trimmed_history_cannot_be_restored() {
+        let t = now_ms();
+        let s = space(2, 10);
+        s.attach("s1", fake(100));
+        s.join("s1", "a");
+        let rooms = s.detach("s1").unwrap();
+        for i in 0..3 {
+            s.publish_at(t, "a", "e", &json!(i), None).unwrap();
+        }
+        assert!(s.can_restore(&rooms, None).is_err());
+        assert!(s.restore("s1", fake(100), &rooms, None).is_err());
+        assert_eq!(s.rooms("s1"), Vec::new());
+    }
+
+    /// A cluster space on a node whose clock is `skew_ms` off Redis's.
+    fn cluster_space(skew_ms: i64) -> Arc<Space> {
+        let mut s = Arc::try_unwrap(space(100, 100)).ok().unwrap();
+        s.join_cluster();
+        let started = now_ms().saturating_add_signed(skew_ms);
+        s.inner.get_mut().unwrap().floor = EventId::new(started, 0);
+        Arc::new(s)
+    }
+
+    #[test]
+    fn a_node_started_late_or_with_a_skewed_clock_keeps_every_stream_entry() {
+        // Stream ids come from Redis's clock, an hour behind or ahead of this node's.
+        for skew in [3_600_000, -3_600_000] {
+            let s = cluster_space(skew);
+            let redis_now = now_ms();
+            // Backfill of a stream that was never trimmed: it holds everything.
+            s.lower_floor(EventId::new(0, 0));
+            let ids: Vec<_> = (0..5)
+                .map(|i| EventId::new(redis_now - 1000 + i, 0))
+                .collect();
+            for (i, id) in ids.iter().enumerate() {
+                s.deliver(*id, "a", "e", i.to_string(), None);
+            }
+            // A duplicate read (overlapping XREAD) is ignored.
+            s.deliver(ids[2], "a", "e", "dup".into(), None);
+            let sub = s
+                .subscribe_at(now_ms(), &chans(&["a"]), Some(ids[1]))
+                .unwrap();
+            assert!(sub.resync.is_none(), "skew {skew}");
+            let got: Vec<_> = sub.backlog.iter().map(|e| e.data.clone()).collect();
+            assert_eq!(got, ["2", "3", "4"], "skew {skew}");
+            // A live entry right after is delivered too, whatever the node's clock says.
+            let mut sub = sub;
+            s.deliver(EventId::new(redis_now + 1, 0), "a", "e", "5".into(), None);
+            assert_eq!(drain(&mut sub), ["a:5"]);
+            // A resync id never runs ahead of the stream (it would skip entries).
+            let behind = s
+                .subscribe_at(now_ms(), &chans(&["b"]), Some(EventId::new(1, 0)))
+                .unwrap();
+            assert!(behind.resync.is_none());
+        }
+    }
+
     #[test]
     fn bad_names_are_refused_and_sweeping_forgets_idle_channels() {
         let s = space(10, 10);

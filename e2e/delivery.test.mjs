@@ -1,13 +1,16 @@
-// Connection state recovery with the official socket.io-client: a receiver
-// whose connection is cut every 0.7 s gets every acked message exactly once,
-// in order, with `socket.recovered` true after each reconnect, on one node
-// and across nodes (including after its node was killed with SIGKILL).
+// Delivery guarantees. Connection state recovery with the official
+// socket.io-client: a receiver whose connection is cut every 0.7 s gets every
+// acked message exactly once, in order, with `socket.recovered` true after
+// each reconnect, on one node and across nodes (including after its node was
+// killed with SIGKILL); slow consumers are told and recover; a full outbox to
+// Redis refuses visibly; a node started later resumes SSE from the stream.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import { startPortico, connect, call, token, tempFile } from './fixture.mjs';
 import { proxy } from './proxy.mjs';
 import { startRedis } from './redis.mjs';
+import { openStream } from './sse-client.mjs';
 
 const cleanup = [];
 // The sender publishes faster than the default per-socket event limit.
@@ -242,4 +245,39 @@ test('a burst overflowing the outbox to Redis gets overloaded acks; every ok-ack
   const metrics = await (await fetch(`${a.url}/metrics`)).text();
   const line = metrics.split('\n').find((l) => l.startsWith('portico_cluster_overloaded_total '));
   assert.equal(Number(line.split(' ')[1]), refused.length);
+});
+
+test('a node started after events were published resumes an SSE client with exactly the missed events', async () => {
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const API_KEY = 'late-key';
+  const env = { PORTICO_REDIS_URL: redis.url, PORTICO_API_KEY: API_KEY };
+  const a = await startPortico({ plugins: ['chat'], env });
+  cleanup.push(() => a.stop());
+  const ids = [];
+  for (let n = 1; n <= 10; n++) {
+    const res = await fetch(`${a.url}/api/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ plugin: 'chat', channel: 'late', event: 'item', data: { n } }),
+    });
+    assert.equal(res.status, 200);
+    ids.push((await res.json()).id);
+  }
+  // Node C starts now: everything above predates it.
+  const c = await startPortico({ plugins: ['chat'], env });
+  cleanup.push(() => c.stop());
+  const path = `/sse/chat?channel=late&access_token=${token({ sub: 'lena' })}`;
+  const s = await openStream(c.url, path, { headers: { 'last-event-id': ids[3] } });
+  cleanup.push(() => s.close());
+  assert.equal(s.status, 200);
+  await fetch(`${a.url}/api/v1/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ plugin: 'chat', channel: 'late', event: 'item', data: { n: 11 } }),
+  });
+  await s.waitFor((f) => f.event === 'item' && JSON.parse(f.data).n === 11);
+  const got = s.frames.filter((f) => f.event === 'item').map((f) => JSON.parse(f.data).n);
+  assert.deepEqual(got, [5, 6, 7, 8, 9, 10, 11]);
+  assert.ok(!s.frames.some((f) => f.event === 'resync'), 'no resync: the history came from the stream');
 });
