@@ -58,12 +58,15 @@ const http = createServer((req, res) => {
   if (req.url === '/healthz') return res.end('ok');
   res.writeHead(404).end();
 });
-// The same Socket.IO settings as Portico's defaults.
+// The same Socket.IO settings as Portico's defaults. `RECOVERY_MS` turns on
+// connection state recovery with that window (e2e/bench/flap.mjs compares both).
+const recoveryMs = Number(process.env.RECOVERY_MS ?? 0);
 const io = new Server(http, {
   maxHttpBufferSize: 100_000,
   pingInterval: 25_000,
   pingTimeout: 20_000,
   connectTimeout: 45_000,
+  ...(recoveryMs > 0 ? { connectionStateRecovery: { maxDisconnectionDuration: recoveryMs } } : {}),
 });
 
 // echo: ack with exactly the event's arguments; emit back when no ack is asked for; an
