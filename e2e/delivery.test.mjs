@@ -97,7 +97,8 @@ test('one node: a receiver cut every 0.7 s gets all 1000 acked messages once, in
   const flaps = setInterval(() => { if (r.socket.connected) cutter.cut(); }, 700);
   let acked;
   try {
-    acked = await send(sender, 'flap', 1000);
+    // ~200/s: about 5 s, so 7 cuts.
+    acked = await send(sender, 'flap', 1000, { perTick: 2 });
   } finally {
     clearInterval(flaps);
   }
@@ -161,6 +162,7 @@ test('two nodes: the receiver alternates nodes, then its node is SIGKILLed; noth
   let acked;
   try {
     acked = await send(sender, 'roam', 1000, {
+      perTick: 2,
       onSent: (i) => {
         // Midway, while the receiver is on node A: kill A, point the proxy at B.
         if (killedAt < 0 && i >= 500 && onA && r.socket.connected) {
@@ -175,7 +177,10 @@ test('two nodes: the receiver alternates nodes, then its node is SIGKILLed; noth
   }
   assert.ok(killedAt > 0, 'node A was killed while serving the receiver');
   assert.equal(acked.length, 1000, 'every message was acked ok');
-  await until(r, () => new Set(r.texts).size >= acked.length, 20000, 'not every acked message arrived');
+  await until(r, () => new Set(r.texts).size >= acked.length, 20000, 'not every acked message arrived').catch((e) => {
+    const missing = acked.filter((t) => !r.texts.includes(t));
+    throw new Error(`${e.message}: ${missing.length} missing (first ${missing.slice(0, 5)}), killed at ${killedAt}, connects ${JSON.stringify(r.connects)}, connected ${r.socket.connected}`);
+  });
   assertExactlyOnceInOrder(r, acked);
   assertRecoveredEachTime(r, 4);
 });

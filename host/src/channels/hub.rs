@@ -763,7 +763,8 @@ fn check_channel(channel: &str) -> Result<()> {
     check_name(channel, 256).map_err(|_| ChannelError::BadChannel(channel.to_owned()))
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock time in ms since the epoch (0 before 1970).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -30,6 +30,6 @@ mod sockets;
 
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
-pub use hub::{Hub, HubSettings, Resync, Space, Subscription};
+pub use hub::{Hub, HubSettings, Resync, Space, Subscription, now_ms};
 pub use id::{BadId, EventId};
 pub use sockets::{Gap, Rooms, SinkError, SocketSink};

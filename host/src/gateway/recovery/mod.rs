@@ -33,13 +33,13 @@ pub use store::{MemorySessions, RedisSessions, SavedSession, SessionStore};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use socketioxide::handler::Value;
 use socketioxide::recovery::{RestoreHook, RestoreRequest};
 use socketioxide::socket::{DisconnectReason, Sid};
 
-use crate::channels::{EventId, Hub, Rooms};
+use crate::channels::{EventId, Hub, Rooms, now_ms};
 
 /// How long a saved session outlives the window, so the node that saved it
 /// still finds it when its window timer fires.
@@ -149,8 +149,16 @@ impl Recovery {
         let space = self.hub.space(&plugin);
         space.wait_ready(READY_WAIT).await;
         space.can_restore(&rooms, offset).ok()?;
-        let saved = self.store.take(&key).await.ok()??;
         let sid: Sid = saved.sid.parse().ok()?;
+        // Claimed as live on this node: if it dies mid-handshake, another
+        // node restores the session once this one's heartbeat is gone.
+        let mine = self.record(sid, saved.subject.as_deref(), &rooms, true);
+        let before = self.store.swap(&key, &mine, LIVE_TTL).await.ok()??;
+        if !self.restorable(&before).await {
+            // Someone else claimed it meanwhile: give it back.
+            let _ = self.store.save(&key, &before, LIVE_TTL).await;
+            return None;
+        }
         let mut claimed = self.claimed.lock().unwrap();
         claimed.retain(|_, c| c.at.elapsed() < CLAIM_TTL);
         claimed.insert(
@@ -166,6 +174,11 @@ impl Recovery {
         Some(sid)
     }
 
+    /// Disconnected, or live on a node that is dead.
+    async fn restorable(&self, saved: &SavedSession) -> bool {
+        !saved.live || (saved.node != self.node && !self.store.alive(&saved.node).await)
+    }
+
     /// The session under `key` once it is restorable: disconnected, or live
     /// on a node that is dead. A live one on a node that is up is waited for
     /// (that node has not seen the disconnect yet), up to `settle`.
@@ -173,10 +186,7 @@ impl Recovery {
         let deadline = Instant::now() + self.settle;
         loop {
             let saved = self.store.get(key).await.ok()??;
-            if !saved.live {
-                return Some(saved);
-            }
-            if saved.node != self.node && !self.store.alive(&saved.node).await {
+            if self.restorable(&saved).await {
                 return Some(saved);
             }
             if Instant::now() >= deadline {
@@ -283,9 +293,19 @@ impl Recovery {
     /// Once the window is over: `true` if the session was not recovered
     /// (it is removed now), so its disconnect is final.
     pub async fn expire(&self, ns: &str, pid: &str) -> bool {
-        // A store error counts as final: the plugin hears of the disconnect
-        // rather than never.
-        !matches!(self.store.take(&store_key(ns, pid)).await, Ok(None))
+        let key = store_key(ns, pid);
+        match self.store.get(&key).await {
+            // Restored (a live record again), or gone.
+            Ok(Some(saved)) if saved.live => false,
+            Ok(None) => false,
+            Ok(Some(_)) => {
+                let _ = self.store.take(&key).await;
+                true
+            }
+            // A store error counts as final: the plugin hears of the
+            // disconnect rather than never.
+            Err(_) => true,
+        }
     }
 }
 
@@ -345,12 +365,6 @@ fn parse_rooms(rooms: &[(String, String)]) -> Option<Rooms> {
         .iter()
         .map(|(c, id)| Some((c.clone(), id.parse().ok()?)))
         .collect()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

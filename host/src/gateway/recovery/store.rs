@@ -44,8 +44,17 @@ pub trait SessionStore: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
     /// Read without claiming.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>>;
-    /// Claim: read and delete in one step, so one caller gets it.
+    /// Read and delete in one step.
     fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>>;
+    /// Claim: replace with `with` (kept `ttl`) and return what was there, in
+    /// one step, so one caller gets it; a node that dies while restoring
+    /// leaves a live record another node can restore.
+    fn swap<'a>(
+        &'a self,
+        key: &'a str,
+        with: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<SavedSession>>>;
     /// Whether `node` still heartbeats (always, for one node in memory).
     fn alive<'a>(&'a self, node: &'a str) -> BoxFuture<'a, bool>;
 }
@@ -97,6 +106,21 @@ impl SessionStore for MemorySessions {
     fn alive<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async { true })
     }
+
+    fn swap<'a>(
+        &'a self,
+        key: &'a str,
+        with: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        let old = self.live(key, true);
+        let until = Instant::now() + ttl;
+        self.map
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), (until, with.clone()));
+        Box::pin(async move { Ok(old) })
+    }
 }
 
 /// Sessions as Redis keys `portico:session:<key>` with a TTL.
@@ -107,6 +131,17 @@ pub struct RedisSessions {
 impl RedisSessions {
     pub fn new(redis: Redis) -> Self {
         Self { redis }
+    }
+}
+
+impl RedisSessions {
+    /// `GET` or `GETDEL` one session.
+    async fn read(&self, command: &str, key: &str) -> Result<Option<SavedSession>> {
+        let raw: Option<String> = self
+            .redis
+            .run(redis::cmd(command).arg(redis_key(key)))
+            .await?;
+        decode(raw)
     }
 }
 
@@ -140,21 +175,29 @@ impl SessionStore for RedisSessions {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
-        Box::pin(async move {
-            let raw: Option<String> = self
-                .redis
-                .run(redis::cmd("GET").arg(redis_key(key)))
-                .await?;
-            decode(raw)
-        })
+        Box::pin(self.read("GET", key))
     }
 
     fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SavedSession>>> {
+        Box::pin(self.read("GETDEL", key))
+    }
+
+    fn swap<'a>(
+        &'a self,
+        key: &'a str,
+        with: &'a SavedSession,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<SavedSession>>> {
         Box::pin(async move {
-            let raw: Option<String> = self
-                .redis
-                .run(redis::cmd("GETDEL").arg(redis_key(key)))
-                .await?;
+            let json =
+                serde_json::to_string(with).map_err(|e| RecoveryError::Corrupt(e.to_string()))?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(redis_key(key))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .arg("GET");
+            let raw: Option<String> = self.redis.run(&cmd).await?;
             decode(raw)
         })
     }
