@@ -411,6 +411,15 @@ pub struct PluginConfig {
 }
 
 impl Config {
+    /// This node's name: configured, else `<hostname>-<pid>`.
+    pub fn node_id(&self) -> String {
+        self.cluster.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     /// Read the file (if any), then apply `PORTICO_A__B=value` environment overrides.
     pub fn load(
         path: Option<&Path>,

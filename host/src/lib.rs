@@ -29,4 +29,5 @@ pub mod presence;
 pub mod publish;
 pub mod server;
 pub mod sse;
+pub mod state;
 pub mod tls;

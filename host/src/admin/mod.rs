@@ -11,6 +11,7 @@ mod error;
 mod openapi;
 mod plugins;
 mod presence;
+mod records;
 pub mod replicate;
 mod revisions;
 pub mod scaffold;
@@ -27,11 +28,14 @@ use futures::future::BoxFuture;
 
 pub use error::{ApiError, StoreError};
 pub use openapi::document as openapi_document;
+pub use records::{
+    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+};
 pub use store::{DataDir, Restored};
 
 use crate::config::Config;
 use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The admin side of a node.
 pub struct Admin {
@@ -84,10 +88,10 @@ impl Admin {
     /// then share this node's changes. At start, before serving.
     pub async fn join_cluster(
         &self,
-        store: crate::cluster::PluginStore,
+        store: Arc<dyn PluginRecords>,
         node: String,
         control: &PluginControl,
-    ) -> Result<(), crate::cluster::ClusterError> {
+    ) -> Result<(), RecordsUnavailable> {
         let r = Arc::new(replicate::Replicator::new(store, node).await?);
         let (removed, installed) = r.load(control).await;
         tracing::info!(installed = ?installed, removed = ?removed, "loaded the cluster's plugin set");

@@ -12,7 +12,7 @@ use super::view::{self, ErrorBody, PluginList, PluginView, Removed};
 use super::{find, upload};
 use crate::control::{Deployed, Origin};
 use crate::plugins::Installed;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Every mounted plugin with its active version and live counters.
 #[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",

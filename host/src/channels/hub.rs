@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
+use super::log::ChannelLog;
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -31,25 +32,22 @@ pub struct HubSettings {
 /// Every plugin's channels on this node.
 pub struct Hub {
     settings: HubSettings,
-    /// Cluster mode: publications go through Redis Streams.
-    streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: publications go through the shared log.
+    log: Option<Arc<dyn ChannelLog>>,
     spaces: Mutex<HashMap<String, Arc<Space>>>,
     closing: watch::Sender<bool>,
 }
 
 impl Hub {
     pub fn new(settings: HubSettings) -> Self {
-        Self::with_streams(settings, None)
+        Self::with_log(settings, None)
     }
 
-    /// A hub whose publications go through Redis Streams (cluster mode).
-    pub fn with_streams(
-        settings: HubSettings,
-        streams: Option<Arc<crate::cluster::Streams>>,
-    ) -> Self {
+    /// A hub whose publications go through a shared log (cluster mode).
+    pub fn with_log(settings: HubSettings, log: Option<Arc<dyn ChannelLog>>) -> Self {
         Self {
             settings,
-            streams,
+            log,
             spaces: Mutex::default(),
             closing: watch::Sender::new(false),
         }
@@ -63,7 +61,7 @@ impl Hub {
             .or_insert_with(|| {
                 let mut space =
                     Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
-                space.streams = self.streams.clone();
+                space.log = self.log.clone();
                 Arc::new(space)
             })
             .clone()
@@ -126,7 +124,7 @@ pub struct Space {
     closing: watch::Receiver<bool>,
     /// Subscribers cut off because their queue was full.
     pub cut_off: AtomicU64,
-    streams: Option<Arc<crate::cluster::Streams>>,
+    log: Option<Arc<dyn ChannelLog>>,
     /// Cluster mode: ids of publications on this node, minted before Redis
     /// assigns the SSE id (see [`Space::mint`]).
     offsets: Mutex<IdClock>,
@@ -201,7 +199,7 @@ impl Space {
             }),
             closing,
             cut_off: AtomicU64::new(0),
-            streams: None,
+            log: None,
             offsets: Mutex::new(IdClock::starting_after(floor)),
         }
     }
@@ -222,7 +220,7 @@ impl Space {
         event: &str,
         data: &serde_json::Value,
     ) -> Result<EventId> {
-        if self.streams.is_none() {
+        if self.log.is_none() {
             return self.publish_local(channel, event, data);
         }
         self.check(channel, event)?;
@@ -231,14 +229,14 @@ impl Space {
 
     /// Whether publications go through the cluster's stream (Redis assigns ids).
     pub fn clustered(&self) -> bool {
-        self.streams.is_some()
+        self.log.is_some()
     }
 
     /// Refuse a publication before anything is sent: a bad name, or (cluster
     /// mode) a node that is shutting down.
     pub fn check(&self, channel: &str, event: &str) -> Result<()> {
         check_publication(channel, event)?;
-        if self.streams.is_some() && *self.closing.borrow() {
+        if self.log.is_some() && *self.closing.borrow() {
             return Err(ChannelError::Closed);
         }
         Ok(())
@@ -267,8 +265,8 @@ impl Space {
         event: &str,
         data: &serde_json::Value,
     ) -> Result<EventId> {
-        if let Some(streams) = &self.streams {
-            match streams
+        if let Some(log) = &self.log {
+            match log
                 .append(&self.plugin, channel, event, &data.to_string())
                 .await
             {

@@ -24,8 +24,10 @@ mod error;
 mod history;
 mod hub;
 mod id;
+mod log;
 
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
 pub use hub::{Hub, HubSettings, Resync, Space, Subscription};
 pub use id::{BadId, EventId};
+pub use log::{ChannelLog, LogUnavailable};

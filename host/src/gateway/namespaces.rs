@@ -40,7 +40,7 @@ impl Gateway {
             verifier,
             connections,
             channels,
-            presence: Presence::memory(crate::server::node_id(&config)),
+            presence: Presence::memory(config.node_id()),
             config,
             metrics,
             in_flight: InFlight::default(),

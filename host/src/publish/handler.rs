@@ -12,7 +12,7 @@ use super::credentials;
 use super::error::PublishError;
 use crate::channels::ChannelError;
 use crate::gateway;
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
