@@ -19,6 +19,7 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;
