@@ -145,8 +145,11 @@ impl Server {
                 p
             }
         };
-        let registry =
-            Arc::new(Registry::new(Arc::new(engine), kv).with_presence(presence.clone()));
+        let registry = Arc::new(
+            Registry::new(Arc::new(engine), kv)
+                .with_presence(presence.clone())
+                .with_outbound(config.outbound_settings()),
+        );
         let adapter = RedisAdapterCtr::new_with_driver(
             driver.clone(),
             RedisAdapterConfig::new()

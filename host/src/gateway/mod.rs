@@ -7,6 +7,7 @@ mod mount;
 mod namespaces;
 mod session;
 mod throttle;
+mod timers;
 mod unmount;
 mod wire;
 
