@@ -23,6 +23,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connstate;
+pub mod control;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;

@@ -17,9 +17,10 @@ use crate::cluster::{
     Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence, Streams,
 };
 use crate::config::Config;
+use crate::control::{CanaryWatch, Origin, PluginControl};
 use crate::gateway::{self, Gateway, Io};
 use crate::ops;
-use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::plugins::{EngineSettings, KvStore, PluginEngine, Registry, Rollout};
 use crate::presence::Presence;
 use crate::{publish, sse};
 
@@ -40,7 +41,7 @@ pub enum StartError {
     #[error("cluster: {0}")]
     Cluster(ClusterError),
     #[error(transparent)]
-    Mount(crate::gateway::MountError),
+    Mount(crate::control::NamespaceError),
     #[error("data directory: {0}")]
     DataDir(#[from] crate::admin::StoreError),
     #[error("auth configuration: {0}")]
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Channels' ids, history and SSE subscribers.
     pub channels: Arc<Hub>,
     pub admin: Arc<Admin>,
+    /// The only way the plugin set changes.
+    pub control: Arc<PluginControl>,
     /// Prometheus metrics (`/metrics`).
     pub metrics: Arc<ops::Metrics>,
 }
@@ -165,6 +168,7 @@ impl Server {
             .ws_max_message_size(s.max_payload as usize)
             .ws_max_frame_size(s.max_payload as usize)
             .max_buffer_size(s.max_buffer_size)
+            .ws_read_buffer_size(s.ws_read_buffer_size)
             .ping_interval(Duration::from_millis(s.ping_interval_ms))
             .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
             .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
@@ -194,17 +198,25 @@ impl Server {
             config.sse.history_max_age_secs.clamp(1, 60),
         ));
 
+        let control = PluginControl::new(
+            registry.clone(),
+            CanaryWatch {
+                policy: config.canary.policy(),
+                every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
+            },
+        );
+        admin.persist_changes(&control);
         // The data directory first: its state wins for the names it has.
         if let Some(store) = admin.data_dir() {
-            let restored = store.restore(&registry).await?;
+            let restored = store.restore(&control).await?;
             tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
-            admin.set_removed(restored.removed);
         }
-        load_plugin_dir(&registry, &config, &admin).await?;
+        load_plugin_dir(&control, &config).await?;
         // Cluster mode: the cluster's plugin set wins for the names it has.
         if let Some(redis) = &redis {
+            let store = crate::cluster::PluginStore::new(redis.clone());
             admin
-                .join_cluster(redis, node_id(&config), &registry)
+                .join_cluster(store, node_id(&config), &control)
                 .await
                 .map_err(StartError::Cluster)?;
         }
@@ -226,9 +238,10 @@ impl Server {
             )
             .with_presence(presence),
         );
-        for slot in registry.list() {
-            gateway.mount(slot).await.map_err(StartError::Mount)?;
-        }
+        control
+            .attach_namespaces(gateway.clone())
+            .await
+            .map_err(StartError::Mount)?;
         let cors = cors_layer(&config.cors)?;
 
         let listener =
@@ -247,9 +260,12 @@ impl Server {
             redis,
             channels,
             admin,
+            control,
             metrics,
         };
-        crate::admin::replicate::spawn(state.clone());
+        if let Some(r) = state.admin.replicator() {
+            crate::admin::replicate::spawn(state.control.clone(), r.clone());
+        }
         let admin = match state.config.admin.listen {
             Some(addr) => {
                 let l = TcpListener::bind(addr)
@@ -448,11 +464,7 @@ fn cors_layer(c: &crate::config::CorsConfig) -> Result<tower_http::cors::CorsLay
 ///
 /// With a data directory, names it holds (or had removed) are skipped: its
 /// state wins, and a missing plugin directory is not an error.
-async fn load_plugin_dir(
-    registry: &Registry,
-    config: &Config,
-    admin: &Admin,
-) -> Result<(), StartError> {
+async fn load_plugin_dir(control: &PluginControl, config: &Config) -> Result<(), StartError> {
     let dir = &config.plugin_dir;
     let read_err = |source| StartError::PluginDir {
         path: dir.display().to_string(),
@@ -466,7 +478,7 @@ async fn load_plugin_dir(
         }
         Err(e) => return Err(read_err(e)),
     };
-    let removed = admin.removed_names();
+    let removed = control.removed_names().await;
     let mut files: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
@@ -476,7 +488,7 @@ async fn load_plugin_dir(
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
             continue;
         };
-        if registry.get(&name).is_some() {
+        if control.registry().get(&name).is_some() {
             tracing::info!(file = %path.display(), "plugin {name} comes from the data directory; file not loaded");
             continue;
         }
@@ -484,7 +496,7 @@ async fn load_plugin_dir(
             tracing::info!(file = %path.display(), "plugin {name} was removed through the admin API; file not loaded");
             continue;
         }
-        match load_one(registry, config, &name, &path).await {
+        match load_one(control, config, &name, &path).await {
             Ok(()) => {}
             Err(reason) => {
                 tracing::error!(file = %path.display(), "skipping plugin {name}: {reason}")
@@ -495,28 +507,32 @@ async fn load_plugin_dir(
 }
 
 async fn load_one(
-    registry: &Registry,
+    control: &PluginControl,
     config: &Config,
     name: &str,
     path: &Path,
-) -> Result<(), String> {
-    let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
-    if bytes.len() > config.runtime.max_plugin_bytes {
-        return Err(format!(
-            "{} bytes is over the limit of {}",
-            bytes.len(),
-            config.runtime.max_plugin_bytes
-        ));
+) -> Result<(), LoadFailure> {
+    let bytes = tokio::fs::read(path).await.map_err(LoadFailure::Read)?;
+    let limit = config.runtime.max_plugin_bytes;
+    if bytes.len() > limit {
+        return Err(LoadFailure::TooLarge(bytes.len(), limit));
     }
-    match registry
-        .install(name, bytes.into(), config.plugin_settings(name))
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Installed::New(slot) | Installed::Replaced(slot) => {
-            let v = slot.active();
-            tracing::info!(plugin = name, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, "loaded");
-        }
-    }
+    let settings = config.plugin_settings(name);
+    let deployed = control
+        .deploy(name, bytes.into(), &settings, Rollout::Now, Origin::Startup)
+        .await?;
+    let v = &deployed.revision.version;
+    tracing::info!(plugin = name, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, "loaded");
     Ok(())
+}
+
+/// Why a file of the plugin directory was skipped.
+#[derive(Debug, thiserror::Error)]
+enum LoadFailure {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0} bytes is over the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }

@@ -127,6 +127,9 @@ pub struct Space {
     /// Subscribers cut off because their queue was full.
     pub cut_off: AtomicU64,
     streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: ids of publications on this node, minted before Redis
+    /// assigns the SSE id (see [`Space::mint`]).
+    offsets: Mutex<IdClock>,
 }
 
 struct Inner {
@@ -199,6 +202,7 @@ impl Space {
             closing,
             cut_off: AtomicU64::new(0),
             streams: None,
+            offsets: Mutex::new(IdClock::starting_after(floor)),
         }
     }
 
@@ -218,11 +222,52 @@ impl Space {
         event: &str,
         data: &serde_json::Value,
     ) -> Result<EventId> {
+        if self.streams.is_none() {
+            return self.publish_local(channel, event, data);
+        }
+        self.check(channel, event)?;
+        self.append(channel, event, data).await
+    }
+
+    /// Whether publications go through the cluster's stream (Redis assigns ids).
+    pub fn clustered(&self) -> bool {
+        self.streams.is_some()
+    }
+
+    /// Refuse a publication before anything is sent: a bad name, or (cluster
+    /// mode) a node that is shutting down.
+    pub fn check(&self, channel: &str, event: &str) -> Result<()> {
+        check_publication(channel, event)?;
+        if self.streams.is_some() && *self.closing.borrow() {
+            return Err(ChannelError::Closed);
+        }
+        Ok(())
+    }
+
+    /// One node: assign the id and hand the event to subscribers and history.
+    pub fn publish_local(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<EventId> {
+        self.publish_at(now_ms(), channel, event, data)
+    }
+
+    /// Cluster mode: an id for a publication of this node, increasing, in the
+    /// same format as SSE ids, available before Redis assigns the SSE id.
+    pub fn mint(&self) -> EventId {
+        self.offsets.lock().unwrap().next(now_ms())
+    }
+
+    /// Cluster mode: append to the plugin's stream (see [`Space::publish`]).
+    pub async fn append(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<EventId> {
         if let Some(streams) = &self.streams {
-            check_publication(channel, event)?;
-            if *self.closing.borrow() {
-                return Err(ChannelError::Closed);
-            }
             match streams
                 .append(&self.plugin, channel, event, &data.to_string())
                 .await

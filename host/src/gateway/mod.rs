@@ -5,6 +5,7 @@ mod actions;
 mod detach;
 mod mount;
 mod namespaces;
+mod publisher;
 mod session;
 mod throttle;
 mod timers;
@@ -15,6 +16,7 @@ pub use actions::DISCONNECT_EVENT;
 pub use detach::detach_handshake;
 pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;
+pub use publisher::{Audience, Channels, Publication, publish};
 pub use throttle::{ConnectionLimiter, EventLimits};
 pub use unmount::{PLUGIN_REMOVED, unmount};
 

@@ -84,3 +84,17 @@ impl Gateway {
         mount::serve(mount).await
     }
 }
+
+/// The control service mounts and unmounts namespaces through this.
+impl crate::control::Namespaces for Gateway {
+    fn mount(
+        &self,
+        slot: Arc<PluginSlot>,
+    ) -> futures::future::BoxFuture<'_, Result<(), crate::control::NamespaceError>> {
+        Box::pin(async move { Gateway::mount(self, slot).await.map_err(Into::into) })
+    }
+
+    fn unmount(&self, slot: &PluginSlot) -> usize {
+        super::unmount(&self.io, slot)
+    }
+}

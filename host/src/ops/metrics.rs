@@ -83,7 +83,7 @@ impl Metrics {
         );
         prom.register(
             "events_out",
-            "Socket.IO events sent: emits, send-tos and channel publishes (one per publish)",
+            "Socket.IO events sent: emits, send-tos and channel publishes from plugins or the publish API (one per publish)",
             events_out.clone(),
         );
         prom.register("acks", "Acks sent to clients, by result", acks.clone());
