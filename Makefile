@@ -3,7 +3,7 @@
 CARGO       ?= cargo
 JOBS        ?= 2
 WASM_TARGET := wasm32-wasip2
-EXAMPLES    := echo chat counter feed
+EXAMPLES    := echo chat counter feed bridge
 TEST_ONLY   := faulty probe
 PLUGIN_OUT  := target/$(WASM_TARGET)/plugin
 RUN_DIR     := target/run-plugins
