@@ -234,6 +234,10 @@ pub struct SocketIoConfig {
     pub ping_timeout_ms: u64,
     /// Time a client has to connect to a namespace after the handshake.
     pub connect_timeout_ms: u64,
+    /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
+    /// larger buffer takes fewer reads for big messages, and costs every idle
+    /// socket that much memory. It grows while a larger message arrives.
+    pub ws_read_buffer_size: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -244,6 +248,7 @@ impl Default for SocketIoConfig {
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             connect_timeout_ms: 45_000,
+            ws_read_buffer_size: 1024,
         }
     }
 }

@@ -364,6 +364,7 @@ fn socketio(config: &Config, driver: AdapterDriver) -> (SocketIoLayer<Adapter>, 
         .ws_max_message_size(s.max_payload as usize)
         .ws_max_frame_size(s.max_payload as usize)
         .max_buffer_size(s.max_buffer_size)
+        .ws_read_buffer_size(s.ws_read_buffer_size)
         .ping_interval(Duration::from_millis(s.ping_interval_ms))
         .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
         .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
