@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{self, PluginBindings, PluginBindingsPre, wit};
+use super::bindings::{self, PluginBindings, PluginBindingsPre};
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::host_impl::{HostState, MemoryCap};
@@ -92,19 +92,23 @@ pub struct PluginVersion {
     warm: Mutex<Vec<Warm>>,
 }
 
-enum Request<'a> {
-    Describe,
-    Connect(&'a wit::Connection),
-    Event(&'a wit::Connection, &'a wit::Event),
-    Disconnect(&'a wit::Connection, &'a str),
-    Subscribe(&'a wit::Connection, &'a str),
-}
-
-enum Response {
-    Manifest(wit::Manifest),
-    Actions(Result<Vec<wit::Action>, wit::Rejection>),
-    Plain(Vec<wit::Action>),
-    Subscribe(Result<(), wit::Rejection>),
+/// Call export `$method` of the `handler` interface on a warm instance of
+/// version `$v`, timed: each export keeps its own argument and result types.
+macro_rules! call {
+    ($v:expr, $method:ident($($arg:expr),*)) => {{
+        let v = $v;
+        let started = std::time::Instant::now();
+        let outcome = match v.checkout().await {
+            Ok(mut warm) => {
+                let handler = warm.bindings.portico_plugin_handler();
+                let result = handler.$method(&mut warm.store, $($arg),*).await;
+                v.checkin(warm, result)
+            }
+            Err(e) => Err(e),
+        };
+        v.counters.call_time.record(started.elapsed());
+        outcome
+    }};
 }
 
 /// Everything needed to load a version besides its bytes.
@@ -126,9 +130,7 @@ impl PluginVersion {
         let sha256 = sha256_hex(&wasm);
         let (compiled_engine, bytes, sha) = (engine.clone(), wasm.clone(), sha256.clone());
         let component: Component =
-            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha))
-                .await
-                .map_err(|e| LoadError::NotAComponent(format!("compiler task failed: {e}")))??;
+            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha)).await??;
 
         // Unknown imports (the WASI interfaces std pulls in) trap when called:
         // a plugin gets no files, network, environment or clock beyond ours.
@@ -166,9 +168,8 @@ impl PluginVersion {
             version_label: Arc::from("?"),
             warm: Mutex::new(Vec::new()),
         };
-        let manifest = match version.call(Request::Describe).await {
-            Ok(Response::Manifest(m)) => bindings::manifest(m),
-            Ok(_) => unreachable!("describe answers with a manifest"),
+        let manifest = match call!(&version, call_describe()) {
+            Ok(m) => bindings::manifest(m),
             Err(e) => return Err(LoadError::Describe(e.to_string())),
         };
         validate_manifest(&manifest).map_err(LoadError::Describe)?;
@@ -184,10 +185,8 @@ impl PluginVersion {
         conn: &Connection,
     ) -> Result<Result<Vec<Action>, Rejection>, CallError> {
         let conn = bindings::connection(conn);
-        match self.call(Request::Connect(&conn)).await? {
-            Response::Actions(r) => Ok(r.map(bindings::actions).map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+        let answer = call!(self, call_on_connect(&conn))?;
+        Ok(answer.map(bindings::actions).map_err(bindings::rejection))
     }
 
     pub async fn on_event(
@@ -197,10 +196,8 @@ impl PluginVersion {
     ) -> Result<Result<Vec<Action>, Rejection>, CallError> {
         self.counters.events.fetch_add(1, Ordering::Relaxed);
         let (conn, event) = (bindings::connection(conn), bindings::event(event));
-        match self.call(Request::Event(&conn, &event)).await? {
-            Response::Actions(r) => Ok(r.map(bindings::actions).map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+        let answer = call!(self, call_on_event(&conn, &event))?;
+        Ok(answer.map(bindings::actions).map_err(bindings::rejection))
     }
 
     pub async fn on_disconnect(
@@ -209,10 +206,10 @@ impl PluginVersion {
         reason: &str,
     ) -> Result<Vec<Action>, CallError> {
         let conn = bindings::connection(conn);
-        match self.call(Request::Disconnect(&conn, reason)).await? {
-            Response::Plain(list) => Ok(bindings::actions(list)),
-            _ => unreachable!(),
-        }
+        Ok(bindings::actions(call!(
+            self,
+            call_on_disconnect(&conn, reason)
+        )?))
     }
 
     pub async fn on_subscribe(
@@ -221,10 +218,8 @@ impl PluginVersion {
         channel: &str,
     ) -> Result<Result<(), Rejection>, CallError> {
         let conn = bindings::connection(conn);
-        match self.call(Request::Subscribe(&conn, channel)).await? {
-            Response::Subscribe(r) => Ok(r.map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+        let answer = call!(self, call_on_subscribe(&conn, channel))?;
+        Ok(answer.map_err(bindings::rejection))
     }
 
     /// Instances currently idle in the pool.
@@ -243,14 +238,8 @@ impl PluginVersion {
         self.warm.lock().unwrap().clear();
     }
 
-    async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
-        let started = std::time::Instant::now();
-        let result = self.call_inner(request).await;
-        self.counters.call_time.record(started.elapsed());
-        result
-    }
-
-    async fn call_inner(&self, request: Request<'_>) -> Result<Response, CallError> {
+    /// A warm instance (or a new one), its CPU budget armed.
+    async fn checkout(&self) -> Result<Warm, CallError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let pooled = self.warm.lock().unwrap().pop();
         let mut warm = match pooled {
@@ -258,27 +247,11 @@ impl PluginVersion {
             None => self.instantiate().await.inspect_err(|e| self.count(e))?,
         };
         self.arm(&mut warm.store);
-        let handler = warm.bindings.portico_plugin_handler();
-        let store = &mut warm.store;
-        let result = match request {
-            Request::Describe => handler.call_describe(store).await.map(Response::Manifest),
-            Request::Connect(c) => handler
-                .call_on_connect(store, c)
-                .await
-                .map(Response::Actions),
-            Request::Event(c, e) => handler
-                .call_on_event(store, c, e)
-                .await
-                .map(Response::Actions),
-            Request::Disconnect(c, r) => handler
-                .call_on_disconnect(store, c, r)
-                .await
-                .map(Response::Plain),
-            Request::Subscribe(c, ch) => handler
-                .call_on_subscribe(store, c, ch)
-                .await
-                .map(Response::Subscribe),
-        };
+        Ok(warm)
+    }
+
+    /// After a call: keep the instance warm, or drop it and count the failure.
+    fn checkin<T>(&self, warm: Warm, result: wasmtime::Result<T>) -> Result<T, CallError> {
         match result {
             Ok(response) => {
                 if self.limits.isolation == Isolation::Pooled {
