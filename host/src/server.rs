@@ -446,6 +446,7 @@ fn http_router(
         router = router.merge(crate::admin::router(state.clone()));
     }
     router
+        .layer(axum::middleware::from_fn(crate::http_error::log_errors))
         .layer(socketio)
         // Outside socketioxide's layer, so the request it keeps is the copy.
         .layer(axum::middleware::map_request(gateway::detach_handshake))

@@ -26,7 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 
-pub use error::{ApiError, StoreError};
+pub use error::{AdminError, StoreError};
 pub use openapi::document as openapi_document;
 pub use records::{
     Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
@@ -39,7 +39,7 @@ use crate::state::AppState;
 
 /// The admin side of a node.
 pub struct Admin {
-    token: Option<auth::AdminToken>,
+    token: Option<crate::auth::Secret>,
     store: Option<Arc<DataDir>>,
     /// Shares plugin changes with the other nodes (cluster mode).
     replicator: OnceLock<Arc<replicate::Replicator>>,
@@ -58,7 +58,7 @@ impl Admin {
                 .token
                 .as_deref()
                 .filter(|t| !t.is_empty())
-                .map(auth::AdminToken::new),
+                .map(crate::auth::Secret::new),
             store,
             replicator: OnceLock::new(),
         })
@@ -106,7 +106,7 @@ fn find(state: &AppState, name: &str) -> error::Result<Arc<crate::plugins::Plugi
     state
         .registry
         .get(name)
-        .ok_or_else(|| error::ApiError::NotFound(name.to_owned()))
+        .ok_or_else(|| error::AdminError::NotFound(name.to_owned()))
 }
 
 /// Saves the plugin set to the data directory after every change made while
@@ -149,7 +149,7 @@ pub fn router(state: AppState) -> Router {
             "/plugins/{name}/presence/{channel}",
             get(presence::channel_presence),
         )
-        .fallback(async || ApiError::NoRoute)
+        .fallback(async || AdminError::NoRoute)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

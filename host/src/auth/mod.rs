@@ -1,11 +1,13 @@
 //! Authentication: JWT verification shared by the Socket.IO handshake and SSE.
 
+mod bearer;
 mod error;
 mod jwks;
 mod keys;
 mod token;
 mod verifier;
 
+pub use bearer::{Bearer, Secret, bearer};
 pub use error::AuthError;
 pub use token::mint;
 pub use verifier::{Verified, Verifier};

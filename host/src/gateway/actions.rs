@@ -8,6 +8,7 @@ use socketioxide::{SendError, SocketError};
 use super::mount::Mount;
 use super::publisher::{self, Audience, Channels};
 use super::wire::{self, Args};
+use crate::channels::ChannelError;
 use crate::plugins::{Action, Rejection};
 
 /// Event sent to a client just before the server disconnects it, carrying the
@@ -29,22 +30,49 @@ pub(super) async fn apply(t: &Target<'_>, actions: Vec<Action>, mut ack: Option<
     }
 }
 
+/// Why one action was skipped (the others still run).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ActionError {
+    /// The plugin returned a payload that is not valid Socket.IO arguments.
+    #[error("{0}")]
+    Payload(String),
+    /// A packet to one socket was refused (its buffer is full: counted as dropped).
+    #[error("{what}: {source}")]
+    Send { what: String, source: SendError },
+    /// The channel publication was refused.
+    #[error("publish {event} to {channel}: {source}")]
+    Publish {
+        event: String,
+        channel: String,
+        source: ChannelError,
+    },
+    /// `send-to` named something that is not a socket id.
+    #[error("send-to: {0:?} is not a socket id")]
+    BadSocketId(String),
+    #[error("disconnect: {0}")]
+    Disconnect(#[from] SocketError),
+    /// A call about no connection (a timer) returned an action that needs one.
+    #[error("{0} needs a connection; this call has none")]
+    NeedsConnection(String),
+}
+
 async fn apply_one(
     t: &Target<'_>,
     action: Action,
     ack: &mut Option<AckSender>,
-) -> Result<(), String> {
+) -> Result<(), ActionError> {
     let socket = t.socket;
+    let send = |what: String| move |source| ActionError::Send { what, source };
     match action {
         Action::Emit { event, payload } => {
-            let sent = socket.emit(&event, &Args::new(payload)?);
-            counted(t.mount, sent, true).map_err(|e| format!("emit {event}: {e}"))?;
+            let sent = socket.emit(&event, &Args::new(payload).map_err(ActionError::Payload)?);
+            counted(t.mount, sent, true).map_err(send(format!("emit {event}")))?;
         }
         Action::Ack(payload) => {
-            let args = Args::new(payload)?;
+            let args = Args::new(payload).map_err(ActionError::Payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
-                counted(t.mount, ack.send(&args), false).map_err(|e| format!("ack: {e}"))?;
+                counted(t.mount, ack.send(&args), false).map_err(send("ack".into()))?;
                 t.mount.stats.acks_ok.inc();
             }
         }
@@ -53,20 +81,7 @@ async fn apply_one(
             event,
             data_json,
             include_sender,
-        } => {
-            let data = wire::single(&data_json)?;
-            let to = Channels {
-                space: &t.mount.channels,
-                stats: &t.mount.stats,
-            };
-            let audience = Audience::From {
-                socket,
-                include_sender,
-            };
-            publisher::publish(&to, audience, &channel, &event, &data)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        } => publish(t, channel, event, &data_json, include_sender).await?,
         Action::SendTo {
             socket: id,
             event,
@@ -87,21 +102,35 @@ async fn apply_one(
             let plugin = &t.mount.slot.name;
             t.mount.presence.leave(plugin, &channel, &id).await;
         }
-        Action::Disconnect(reason) => {
-            let _ = socket.emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
-            // Closing does not flush what is queued for the client (acks, the
-            // reason above): give the writer a moment first.
-            let grace = t.mount.limits.disconnect_grace;
-            if !grace.is_zero() {
-                tokio::time::sleep(grace).await;
-            }
-            socket
-                .clone()
-                .disconnect()
-                .map_err(|e| format!("disconnect: {e}"))?;
-        }
+        Action::Disconnect(reason) => disconnect(t, &reason).await?,
     }
     Ok(())
+}
+
+async fn publish(
+    t: &Target<'_>,
+    channel: String,
+    event: String,
+    data_json: &str,
+    include_sender: bool,
+) -> Result<(), ActionError> {
+    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let to = Channels {
+        space: &t.mount.channels,
+        stats: &t.mount.stats,
+    };
+    let audience = Audience::From {
+        socket: t.socket,
+        include_sender,
+    };
+    match publisher::publish(&to, audience, &channel, &event, &data).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ActionError::Publish {
+            event,
+            channel,
+            source,
+        }),
+    }
 }
 
 /// Perform what a call about no connection returned (a timer of its own):
@@ -114,13 +143,13 @@ pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
                 event,
                 data_json,
                 ..
-            } => publish_detached(mount, &channel, &event, &data_json).await,
+            } => publish_detached(mount, channel, event, &data_json).await,
             Action::SendTo {
                 socket,
                 event,
                 payload,
             } => send_to(mount, &socket, &event, payload),
-            other => Err(format!("{other:?} needs a connection; this call has none")),
+            other => Err(ActionError::NeedsConnection(format!("{other:?}"))),
         };
         if let Err(e) = done {
             tracing::warn!(plugin = %mount.slot.name, "plugin action skipped: {e}");
@@ -130,11 +159,11 @@ pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
 
 async fn publish_detached(
     mount: &Mount,
-    channel: &str,
-    event: &str,
+    channel: String,
+    event: String,
     data_json: &str,
-) -> Result<(), String> {
-    let data = wire::single(data_json)?;
+) -> Result<(), ActionError> {
+    let data = wire::single(data_json).map_err(ActionError::Payload)?;
     let to = Channels {
         space: &mount.channels,
         stats: &mount.stats,
@@ -143,10 +172,14 @@ async fn publish_detached(
         io: &mount.io,
         mount: &mount.slot.mount,
     };
-    publisher::publish(&to, audience, channel, event, &data)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    match publisher::publish(&to, audience, &channel, &event, &data).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ActionError::Publish {
+            event,
+            channel,
+            source,
+        }),
+    }
 }
 
 fn send_to(
@@ -154,24 +187,39 @@ fn send_to(
     id: &str,
     event: &str,
     payload: crate::plugins::Payload,
-) -> Result<(), String> {
-    let args = Args::new(payload)?;
-    let sid: Sid = id
-        .parse()
-        .map_err(|_| format!("send-to: {id:?} is not a socket id"))?;
-    match mount
+) -> Result<(), ActionError> {
+    let args = Args::new(payload).map_err(ActionError::Payload)?;
+    let Ok(sid) = id.parse::<Sid>() else {
+        return Err(ActionError::BadSocketId(id.to_owned()));
+    };
+    let target = mount
         .io
         .of(&mount.slot.mount)
-        .and_then(|ns| ns.get_socket(sid))
-    {
-        Some(s) => {
-            counted(mount, s.emit(event, &args), true).map_err(|e| format!("send-to {id}: {e}"))
-        }
+        .and_then(|ns| ns.get_socket(sid));
+    match target {
+        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
+            what: format!("send-to {id}"),
+            source,
+        }),
         None => {
             tracing::debug!(socket = %id, "send-to: no such socket here");
             Ok(())
         }
     }
+}
+
+async fn disconnect(t: &Target<'_>, reason: &str) -> Result<(), ActionError> {
+    let _ = t
+        .socket
+        .emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
+    // Closing does not flush what is queued for the client (acks, the
+    // reason above): give the writer a moment first.
+    let grace = t.mount.limits.disconnect_grace;
+    if !grace.is_zero() {
+        tokio::time::sleep(grace).await;
+    }
+    t.socket.clone().disconnect()?;
+    Ok(())
 }
 
 /// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.

@@ -233,13 +233,8 @@ fn take_token(socket: &SocketRef, auth: &mut serde_json::Value) -> Option<String
         return Some(t);
     }
     let parts = socket.req_parts();
-    if let Some(t) = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-    {
-        return Some(t.trim().to_owned());
+    if let Some(t) = crate::auth::bearer(&parts.headers) {
+        return Some(t.to_owned());
     }
     parts.uri.query().and_then(|q| {
         form_urlencoded(q)

@@ -17,9 +17,12 @@ pub enum LoadError {
     /// The plugin is larger than allowed.
     #[error("plugin is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
-    /// The plugin is valid but cannot be mounted where it was asked to be.
+    /// The plugin is valid but cannot be put in service (mount taken, ...).
     #[error("cannot be mounted: {0}")]
-    Conflict(String),
+    Registry(#[from] RegistryError),
+    /// The compiler task died (a bug or the runtime shutting down), not the plugin's fault.
+    #[error("the compiler task failed: {0}")]
+    Compiler(#[from] tokio::task::JoinError),
     /// Reading the file failed.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -436,9 +436,7 @@ impl Registry {
         settings: PluginSettings,
     ) -> Result<Installed, LoadError> {
         let version = self.prepare(name, wasm, &settings).await?;
-        let (installed, _) = self
-            .deploy(name, settings.mount, version, Rollout::Now)
-            .map_err(|e| LoadError::Conflict(e.to_string()))?;
+        let (installed, _) = self.deploy(name, settings.mount, version, Rollout::Now)?;
         Ok(installed)
     }
 
