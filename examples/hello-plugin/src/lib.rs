@@ -27,10 +27,16 @@ struct Greeted {
 /// `greet {name}`: a malformed payload never gets here (the SDK answers `bad_request`).
 fn greet(conn: &Connection, Greet { name }: Greet) -> Result<Reply<Greeted>, Rejection> {
     let visits = kv::incr(&format!("visits:{name}"), 1)?;
-    let motd = http::Request::get("http://127.0.0.1:9000/motd").send()?.text();
+    let motd = http::Request::get("http://127.0.0.1:9000/motd")
+        .send()?
+        .text();
     timers::after_for(conn, Duration::from_secs(30), "bye", &name)?;
     let hello = format!("{name}! {motd}");
-    Ok(Reply::ack(Greeted { ok: true, hello, visits }))
+    Ok(Reply::ack(Greeted {
+        ok: true,
+        hello,
+        visits,
+    }))
 }
 
 impl Plugin for Hello {
@@ -43,7 +49,10 @@ impl Plugin for Hello {
     }
 
     fn on_timer(timer: &Timer, _conn: Option<&Connection>) -> Actions {
-        vec![Action::emit("bye", &timer.data::<String>().unwrap_or_default())]
+        vec![Action::emit(
+            "bye",
+            &timer.data::<String>().unwrap_or_default(),
+        )]
     }
 }
 
@@ -61,9 +70,15 @@ mod tests {
         let alice = host.user("alice");
         host.connect(&alice).unwrap();
         let ack = host.ack(&alice, "greet", json!({ "name": "bob" }));
-        assert_eq!(ack, json!({ "ok": true, "hello": "bob! Welcome.", "visits": 1 }));
+        assert_eq!(
+            ack,
+            json!({ "ok": true, "hello": "bob! Welcome.", "visits": 1 })
+        );
         assert_eq!(host.ack(&alice, "greet", json!({}))["code"], "bad_request");
-        assert_eq!(host.advance(Duration::from_secs(30)), vec![Action::emit("bye", &"bob")]);
+        assert_eq!(
+            host.advance(Duration::from_secs(30)),
+            vec![Action::emit("bye", &"bob")]
+        );
         let schema = host.manifest().events()[0].schema_value().cloned().unwrap();
         assert_eq!(schema["required"], json!(["name"]));
     }
@@ -72,6 +87,9 @@ mod tests {
     fn a_backend_failure_is_a_clear_error_ack() {
         let host = TestHost::<Hello>::new();
         let alice = host.user("alice");
-        assert_eq!(host.ack(&alice, "greet", json!({ "name": "bob" }))["code"], "outbound_forbidden");
+        assert_eq!(
+            host.ack(&alice, "greet", json!({ "name": "bob" }))["code"],
+            "outbound_forbidden"
+        );
     }
 }
