@@ -11,6 +11,9 @@
 //! - [`publish`]: the server publish API.
 //! - [`tls`]: HTTPS with HTTP/2.
 //! - [`presence`]: who is in a channel, on this node or across the cluster.
+//! - [`connstate`]: plugins' connection records and per-connection state.
+//! - [`timers`]: plugin timers.
+//! - [`outbound`]: plugins' HTTP requests to allowed origins.
 //! - [`ops`]: health probes and the AsyncAPI document.
 //! - [`server`]: wiring it together on one listener.
 
@@ -19,15 +22,18 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod connstate;
 pub mod control;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;
 pub mod ops;
+pub mod outbound;
 pub mod plugins;
 pub mod presence;
 pub mod publish;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod timers;
 pub mod tls;

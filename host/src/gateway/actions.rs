@@ -71,22 +71,7 @@ async fn apply_one(
             socket: id,
             event,
             payload,
-        } => {
-            let args = Args::new(payload)?;
-            let sid: Sid = id
-                .parse()
-                .map_err(|_| format!("send-to: {id:?} is not a socket id"))?;
-            let target = t
-                .mount
-                .io
-                .of(&t.mount.slot.mount)
-                .and_then(|ns| ns.get_socket(sid));
-            match target {
-                Some(s) => counted(t.mount, s.emit(&event, &args), true)
-                    .map_err(|e| format!("send-to {id}: {e}"))?,
-                None => tracing::debug!(socket = %id, "send-to: no such socket here"),
-            }
-        }
+        } => send_to(t.mount, &id, &event, payload)?,
         Action::Join(channel) => {
             socket.join(channel.clone());
             let id = socket.id.to_string();
@@ -117,6 +102,76 @@ async fn apply_one(
         }
     }
     Ok(())
+}
+
+/// Perform what a call about no connection returned (a timer of its own):
+/// publications and direct messages; actions that need "the connection" are skipped.
+pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
+    for action in actions {
+        let done = match action {
+            Action::Publish {
+                channel,
+                event,
+                data_json,
+                ..
+            } => publish_detached(mount, &channel, &event, &data_json).await,
+            Action::SendTo {
+                socket,
+                event,
+                payload,
+            } => send_to(mount, &socket, &event, payload),
+            other => Err(format!("{other:?} needs a connection; this call has none")),
+        };
+        if let Err(e) = done {
+            tracing::warn!(plugin = %mount.slot.name, "plugin action skipped: {e}");
+        }
+    }
+}
+
+async fn publish_detached(
+    mount: &Mount,
+    channel: &str,
+    event: &str,
+    data_json: &str,
+) -> Result<(), String> {
+    let data = wire::single(data_json)?;
+    let to = Channels {
+        space: &mount.channels,
+        stats: &mount.stats,
+    };
+    let audience = Audience::Room {
+        io: &mount.io,
+        mount: &mount.slot.mount,
+    };
+    publisher::publish(&to, audience, channel, event, &data)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn send_to(
+    mount: &Mount,
+    id: &str,
+    event: &str,
+    payload: crate::plugins::Payload,
+) -> Result<(), String> {
+    let args = Args::new(payload)?;
+    let sid: Sid = id
+        .parse()
+        .map_err(|_| format!("send-to: {id:?} is not a socket id"))?;
+    match mount
+        .io
+        .of(&mount.slot.mount)
+        .and_then(|ns| ns.get_socket(sid))
+    {
+        Some(s) => {
+            counted(mount, s.emit(event, &args), true).map_err(|e| format!("send-to {id}: {e}"))
+        }
+        None => {
+            tracing::debug!(socket = %id, "send-to: no such socket here");
+            Ok(())
+        }
+    }
 }
 
 /// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.

@@ -64,6 +64,7 @@ pub(super) async fn serve(mount: Mount) -> Result<(), MountError> {
     let path = mount.slot.mount.clone();
     let io = mount.io.clone();
     let mount = Arc::new(mount);
+    super::timers::deliver(&mount);
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
         async move { handshake(mount, socket, auth.unwrap_or_default()).await }
@@ -143,11 +144,8 @@ async fn handshake(
     }
     let guard = mount.slot.connect();
     let version = mount.slot.version_for(guard.on_canary());
-    let actions = match version.on_connect(&conn).await {
-        Ok(Ok(actions)) => actions,
-        Ok(Err(rejection)) => return Err(Refusal(rejection)),
-        Err(e) => return Err(Refusal(e.to_rejection())),
-    };
+    let conn = Arc::new(conn);
+    let actions = on_connect(&version, &conn).await?;
     let session = Arc::new(Session::new(conn, mount.clone(), guard));
     session.push(Work::Connected(actions));
     if let Some(exp) = expires_at {
@@ -167,6 +165,7 @@ async fn handshake(
             session.push(Work::Disconnected(reason.to_string()));
             session.drain(&socket).await;
             let mount = &session.mount;
+            ended(&mount.slot.active(), &session.conn.id);
             mount
                 .presence
                 .disconnected(&mount.slot.name, &session.conn.id)
@@ -174,6 +173,28 @@ async fn handshake(
         }
     });
     Ok(())
+}
+
+/// Register the connection with the plugin (before `on-connect`, which may
+/// already set state or timers), then ask it; a refused one is ended at once.
+async fn on_connect(
+    version: &crate::plugins::PluginVersion,
+    conn: &Arc<Connection>,
+) -> Result<Vec<crate::plugins::Action>, Refusal> {
+    version.connections().register(conn.clone());
+    let refusal = match version.on_connect(conn).await {
+        Ok(Ok(actions)) => return Ok(actions),
+        Ok(Err(rejection)) => rejection,
+        Err(e) => e.to_rejection(),
+    };
+    ended(version, &conn.id);
+    Err(Refusal(refusal))
+}
+
+/// A connection is over for the plugin: its state and its timers go.
+fn ended(version: &crate::plugins::PluginVersion, id: &str) {
+    version.connections().end(id);
+    version.timers().cancel_for(id);
 }
 
 /// A timer that disconnects the socket with reason `token_expired` at `at`
