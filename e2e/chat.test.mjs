@@ -30,8 +30,10 @@ test('two clients chat in a room: the other gets the message, the sender only it
   await call(alice, 'message', { room: 'lobby', text: 'again' });
   assert.equal((await second)[0].from, 'Al');
   // Bob's own round trip proves alice would have had time to see an echo.
+  // Listen first: with TCP_NODELAY the message can reach alice before bob's ack returns.
+  const toAlice = next(alice, 'message');
   await call(bob, 'message', { room: 'lobby', text: 'hi' });
-  await next(alice, 'message');
+  await toAlice;
   assert.equal(aliceGotOwn, true, 'alice receives bob\'s message');
 });
 

@@ -22,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;
+pub mod net;
 pub mod ops;
 pub mod plugins;
 pub mod presence;

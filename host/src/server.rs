@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::Router;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::auth::{AuthMode, Verifier};
@@ -75,10 +74,10 @@ pub struct AppState {
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
-    listener: TcpListener,
+    listener: crate::net::Listener,
     router: Router,
     /// The admin API's own listener, when `[admin] listen` is set.
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(crate::net::Listener, Router)>,
     pub state: AppState,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -165,12 +164,21 @@ impl Server {
             .ping_interval(Duration::from_millis(s.ping_interval_ms))
             .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
             .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+            // socketioxide's own defaults (10 MB, 10,000 attachments, 60 s)
+            // apply before any token is checked.
+            .with_parser(
+                socketioxide::ParserConfig::common()
+                    .max_incoming_binary_buf_size(s.max_payload as usize)
+                    .max_incoming_binaries(s.max_attachments)
+                    .packet_completion_timeout(Duration::from_millis(s.attachment_timeout_ms)),
+            )
             .build_layer();
 
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
         let hub_settings = HubSettings {
             history: HistoryLimits {
                 size: config.sse.history_size,
+                max_bytes: config.sse.history_max_bytes,
                 max_age: Duration::from_secs(config.sse.history_max_age_secs),
             },
             buffer: config.sse.buffer,
@@ -179,7 +187,12 @@ impl Server {
         let streams = redis
             .as_ref()
             .map(|r| Arc::new(Streams::new(r.clone(), config.sse.history_size)));
-        let channels = Arc::new(Hub::with_streams(hub_settings, streams.clone()));
+        let channels = Arc::new(
+            Hub::with_streams(hub_settings, streams.clone()).with_stream_caps(
+                config.sse.max_streams_per_ip,
+                config.sse.max_streams_per_subject,
+            ),
+        );
         if let (Some(streams), Some(url)) = (streams, &config.cluster.redis_url) {
             streams
                 .spawn_reader(url, Arc::downgrade(&channels))
@@ -213,6 +226,16 @@ impl Server {
             cluster: driver,
             redis: redis.clone(),
         }));
+        let s = &config.socketio;
+        let sessions = crate::net::SessionGate::new(
+            crate::net::PendingSessions::new(
+                s.max_pending_sessions,
+                s.max_pending_sessions_per_ip,
+                // socketioxide starts its clock a little later (after the upgrade).
+                Duration::from_millis(s.connect_timeout_ms) + Duration::from_secs(1),
+            ),
+            &metrics,
+        );
         let gateway = Arc::new(
             Gateway::new(
                 io.clone(),
@@ -221,20 +244,22 @@ impl Server {
                 config.clone(),
                 metrics.clone(),
             )
-            .with_presence(presence),
+            .with_presence(presence)
+            .with_pending_sessions(sessions.pending.clone()),
         );
         for slot in registry.list() {
             gateway.mount(slot).await.map_err(StartError::Mount)?;
         }
         let cors = cors_layer(&config.cors)?;
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let net = crate::net::Plan::new(&config.net, &metrics);
+        let listener = net
+            .bind(config.listen, tls.clone(), false)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let state = AppState {
             config,
             registry,
@@ -249,7 +274,8 @@ impl Server {
         crate::admin::replicate::spawn(state.clone());
         let admin = match state.config.admin.listen {
             Some(addr) => {
-                let l = TcpListener::bind(addr)
+                let l = net
+                    .bind(addr, None, true)
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?;
                 Some((l, crate::admin::router(state.clone())))
@@ -262,6 +288,10 @@ impl Server {
         }
         let router = router
             .layer(layer)
+            .layer(axum::middleware::from_fn_with_state(
+                sessions,
+                crate::net::admit_sessions,
+            ))
             // Outside socketioxide's layer, so the request it keeps is the copy.
             .layer(axum::middleware::map_request(gateway::detach_handshake))
             .layer(cors)
@@ -300,7 +330,7 @@ impl Server {
     /// or `[shutdown] grace_secs` after the signal, whichever comes first.
     ///
     /// HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on a plain listener;
-    /// with TLS, ALPN picks `h2` or `http/1.1`.
+    /// with TLS, ALPN picks `h2` or `http/1.1` (see [`crate::net`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -325,41 +355,11 @@ impl Server {
             }
         });
         if let Some((listener, router)) = self.admin {
-            let admin = axum::serve(listener, router).with_graceful_shutdown(signal.clone());
-            tokio::spawn(async move {
-                if let Err(e) = admin.await {
-                    tracing::error!("admin listener failed: {e}");
-                }
-            });
+            tokio::spawn(listener.serve(router, signal.clone()));
         }
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let serve = async {
-            match self.tls {
-                None => {
-                    axum::serve(self.listener, app)
-                        .with_graceful_shutdown(signal.clone())
-                        .await
-                }
-                Some(config) => {
-                    let handle = axum_server::Handle::<SocketAddr>::new();
-                    let stopper = handle.clone();
-                    let signal = signal.clone();
-                    tokio::spawn(async move {
-                        signal.await;
-                        stopper.graceful_shutdown(Some(grace));
-                    });
-                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                        axum_server::tls_rustls::RustlsConfig::from_config(config),
-                    );
-                    axum_server::Server::<SocketAddr>::from_listener(self.listener)
-                        .acceptor(acceptor)
-                        .handle(handle)
-                        .serve(app)
-                        .await
-                }
-            }
+            self.listener.serve(self.router, signal.clone()).await;
+            std::io::Result::Ok(())
         };
         let in_flight = self.state.gateway.in_flight().clone();
         let finished = async {
