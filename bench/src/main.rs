@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use portico_bench::fanout::{FanoutArgs, Readers};
-use portico_bench::{echo, fanout, idle, run};
+use portico_bench::{echo, fanout, idle, interactive, run};
 
 #[derive(Parser)]
 #[command(about = "Socket.IO / SSE load generator for Portico's benchmarks")]
@@ -55,6 +55,21 @@ enum Mode {
         conns: usize,
         #[arg(long, default_value_t = 50)]
         inflight: usize,
+    },
+    /// N connections, each sending one `emit-and-ack` event at a time at a fixed pace and
+    /// waiting for both answers (the emit and the ack).
+    Interactive {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        timing: Timing,
+        #[arg(long, default_value = "/echo")]
+        ns: String,
+        #[arg(long, default_value_t = 10)]
+        conns: usize,
+        /// Events per second per connection.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
     },
     /// One publisher, M subscribers in a chat room.
     Fanout {
@@ -156,6 +171,26 @@ async fn main_async(cli: Cli) -> anyhow::Result<serde_json::Value> {
                 secret: common.secret,
                 conns,
                 inflight,
+                warmup: secs(timing.warmup),
+                duration: secs(timing.duration),
+                grace: secs(timing.grace),
+                concurrency: common.connect_concurrency,
+            })
+            .await
+        }
+        Mode::Interactive {
+            common,
+            timing,
+            ns,
+            conns,
+            rate,
+        } => {
+            interactive::run(interactive::InteractiveArgs {
+                addr: addr(&common.url)?,
+                ns,
+                secret: common.secret,
+                conns,
+                rate,
                 warmup: secs(timing.warmup),
                 duration: secs(timing.duration),
                 grace: secs(timing.grace),

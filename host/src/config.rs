@@ -285,6 +285,10 @@ pub struct SocketIoConfig {
     pub max_attachments: usize,
     /// Time a client has to send every attachment of a binary packet.
     pub attachment_timeout_ms: u64,
+    /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
+    /// larger buffer takes fewer reads for big messages, and costs every idle
+    /// socket that much memory. It grows while a larger message arrives.
+    pub ws_read_buffer_size: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -299,6 +303,7 @@ impl Default for SocketIoConfig {
             max_pending_sessions_per_ip: 16,
             max_attachments: 100,
             attachment_timeout_ms: 10_000,
+            ws_read_buffer_size: 1024,
         }
     }
 }
@@ -470,6 +475,15 @@ pub struct PluginConfig {
 }
 
 impl Config {
+    /// This node's name: configured, else `<hostname>-<pid>`.
+    pub fn node_id(&self) -> String {
+        self.cluster.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     /// Read the file (if any), then apply `PORTICO_A__B=value` environment overrides.
     pub fn load(
         path: Option<&Path>,

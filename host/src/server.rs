@@ -9,16 +9,20 @@ use axum::Router;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 
-use crate::admin::Admin;
+use socketioxide::layer::SocketIoLayer;
+
+use crate::admin::{Admin, PluginRecords, RecordsUnavailable};
 use crate::auth::{AuthMode, Verifier};
-use crate::channels::{HistoryLimits, Hub, HubSettings};
+use crate::channels::{ChannelLog, HistoryLimits, Hub, HubSettings};
 use crate::cluster::{
-    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence, Streams,
+    COMMAND_TIMEOUT, ClusterError, Redis, RedisDriver, RedisKv, RedisPluginStore, RedisPresence,
+    Streams,
 };
 use crate::config::Config;
-use crate::gateway::{self, Gateway, Io};
-use crate::ops;
-use crate::plugins::{EngineSettings, Installed, KvStore, PluginEngine, Registry};
+use crate::control::{CanaryWatch, Origin, PluginControl};
+use crate::gateway::{self, Adapter, AdapterDriver, Gateway, Io};
+use crate::ops::{self, Upstream};
+use crate::plugins::{EngineSettings, KvStore, PluginEngine, Registry, Rollout};
 use crate::presence::Presence;
 use crate::{publish, sse};
 
@@ -38,8 +42,10 @@ pub enum StartError {
     },
     #[error("cluster: {0}")]
     Cluster(ClusterError),
+    #[error("cluster: {0}")]
+    Records(RecordsUnavailable),
     #[error(transparent)]
-    Mount(crate::gateway::MountError),
+    Mount(crate::control::NamespaceError),
     #[error("data directory: {0}")]
     DataDir(#[from] crate::admin::StoreError),
     #[error("auth configuration: {0}")]
@@ -54,23 +60,7 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
-/// What every part of the node shares. Each responsibility (gateway, SSE,
-/// admin, ...) gets its routes from [`router`] with this state.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub verifier: Arc<Verifier>,
-    pub io: Io,
-    /// The Redis connection in cluster mode.
-    pub redis: Option<Redis>,
-    pub gateway: Arc<Gateway>,
-    /// Channels' ids, history and SSE subscribers.
-    pub channels: Arc<Hub>,
-    pub admin: Arc<Admin>,
-    /// Prometheus metrics (`/metrics`).
-    pub metrics: Arc<ops::Metrics>,
-}
+pub use crate::state::AppState;
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
@@ -83,6 +73,8 @@ pub struct Server {
 }
 
 impl Server {
+    /// Build every part of the node, load its plugin set and bind its
+    /// listeners; nothing is served until [`Server::run`].
     pub async fn bind(mut config: Config) -> Result<Self, StartError> {
         if config.cache_dir.is_none()
             && let Some(data) = &config.data_dir
@@ -90,141 +82,26 @@ impl Server {
             config.cache_dir = Some(data.join("cache"));
         }
         let admin = Arc::new(Admin::new(&config)?);
-        let verifier = Arc::new(
-            Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?,
+        let verifier = verifier(&config)?;
+        let engine = engine(&config)?;
+        let backends = Backends::choose(&config).await?;
+        let registry = Arc::new(
+            Registry::new(Arc::new(engine), backends.kv.clone())
+                .with_presence(backends.presence.clone()),
         );
-        let needs_key = config.auth.mode == AuthMode::Required
-            || config
-                .plugins
-                .values()
-                .any(|p| p.auth == Some(AuthMode::Required));
-        if needs_key && !verifier.has_keys() {
-            return Err(StartError::NoAuthKey);
-        }
-        let engine = PluginEngine::new(&EngineSettings {
-            max_instances: config.runtime.max_instances,
-            max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(
-                config
-                    .plugins
-                    .values()
-                    .filter_map(|p| p.memory_limit_mb)
-                    .max()
-                    .unwrap_or(0)
-                    << 20,
-            ),
-            cache_dir: config.cache_dir.clone(),
-            ..EngineSettings::default()
-        })
-        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let (driver, kv, redis) = match &config.cluster.redis_url {
-            None => (
-                ClusterDriver::Local,
-                KvStore::memory(config.runtime.kv_max_keys),
-                None,
-            ),
-            Some(url) => {
-                let wait = Duration::from_secs(config.cluster.connect_wait_secs);
-                let redis = Redis::connect(url, wait)
-                    .await
-                    .map_err(StartError::Cluster)?;
-                tracing::info!(node = %node_id(&config), "cluster mode over {url}");
-                let kv = KvStore::redis(RedisKv::new(redis.clone()));
-                (ClusterDriver::redis(redis.clone()), kv, Some(redis))
-            }
-        };
-        let presence = match &redis {
-            None => Presence::memory(node_id(&config)),
-            Some(r) => {
-                let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
-                let p = Presence::redis(
-                    node_id(&config),
-                    RedisPresence::new(r.clone(), node_id(&config), ttl),
-                );
-                p.spawn_heartbeat();
-                p
-            }
-        };
-        let registry =
-            Arc::new(Registry::new(Arc::new(engine), kv).with_presence(presence.clone()));
-        let adapter = RedisAdapterCtr::new_with_driver(
-            driver.clone(),
-            RedisAdapterConfig::new()
-                .with_prefix("portico")
-                .with_request_timeout(COMMAND_TIMEOUT),
-        );
-
-        let s = &config.socketio;
-        let (layer, io) = SocketIo::builder()
-            .with_adapter::<Adapter>(adapter)
-            .max_payload(s.max_payload)
-            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
-            .ws_max_message_size(s.max_payload as usize)
-            .ws_max_frame_size(s.max_payload as usize)
-            .max_buffer_size(s.max_buffer_size)
-            .ping_interval(Duration::from_millis(s.ping_interval_ms))
-            .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
-            .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
-            // socketioxide's own defaults (10 MB, 10,000 attachments, 60 s)
-            // apply before any token is checked.
-            .with_parser(
-                socketioxide::ParserConfig::common()
-                    .max_incoming_binary_buf_size(s.max_payload as usize)
-                    .max_incoming_binaries(s.max_attachments)
-                    .packet_completion_timeout(Duration::from_millis(s.attachment_timeout_ms)),
-            )
-            .build_layer();
-
+        let (layer, io) = socketio(&config, backends.driver.clone());
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-        let hub_settings = HubSettings {
-            history: HistoryLimits {
-                size: config.sse.history_size,
-                max_bytes: config.sse.history_max_bytes,
-                max_age: Duration::from_secs(config.sse.history_max_age_secs),
-            },
-            buffer: config.sse.buffer,
-        };
-        // Cluster mode: channels go through one Redis Stream per plugin.
-        let streams = redis
-            .as_ref()
-            .map(|r| Arc::new(Streams::new(r.clone(), config.sse.history_size)));
-        let channels = Arc::new(
-            Hub::with_streams(hub_settings, streams.clone()).with_stream_caps(
-                config.sse.max_streams_per_ip,
-                config.sse.max_streams_per_subject,
-            ),
-        );
-        if let (Some(streams), Some(url)) = (streams, &config.cluster.redis_url) {
-            streams
-                .spawn_reader(url, Arc::downgrade(&channels))
-                .await
-                .map_err(StartError::Cluster)?;
-        }
-
-        channels.spawn_sweeper(Duration::from_secs(
-            config.sse.history_max_age_secs.clamp(1, 60),
-        ));
-
-        // The data directory first: its state wins for the names it has.
-        if let Some(store) = admin.data_dir() {
-            let restored = store.restore(&registry).await?;
-            tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
-            admin.set_removed(restored.removed);
-        }
-        load_plugin_dir(&registry, &config, &admin).await?;
-        // Cluster mode: the cluster's plugin set wins for the names it has.
-        if let Some(redis) = &redis {
-            admin
-                .join_cluster(redis, node_id(&config), &registry)
-                .await
-                .map_err(StartError::Cluster)?;
-        }
+        let channels = channels(&config, &backends).await?;
+        let control = PluginControl::new(registry.clone(), canary_watch(&config));
+        admin.persist_changes(&control);
+        load_plugin_set(&control, &admin, &config, &backends).await?;
         let config = Arc::new(config);
         let metrics = Arc::new(ops::Metrics::new(ops::Sources {
             registry: registry.clone(),
             hub: channels.clone(),
             io: io.clone(),
-            cluster: driver,
-            redis: redis.clone(),
+            cluster: backends.driver.clone(),
+            upstream: backends.upstream(),
         }));
         let s = &config.socketio;
         let sessions = crate::net::SessionGate::new(
@@ -244,59 +121,39 @@ impl Server {
                 config.clone(),
                 metrics.clone(),
             )
-            .with_presence(presence)
+            .with_presence(backends.presence.clone())
             .with_pending_sessions(sessions.pending.clone()),
         );
-        for slot in registry.list() {
-            gateway.mount(slot).await.map_err(StartError::Mount)?;
-        }
-        let cors = cors_layer(&config.cors)?;
-
-        let net = crate::net::Plan::new(&config.net, &metrics);
-        let listener = net
-            .bind(config.listen, tls.clone(), false)
+        control
+            .attach_namespaces(gateway.clone())
             .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+            .map_err(StartError::Mount)?;
+        let cors = cors_layer(&config.cors)?;
+        let net = crate::net::Plan::new(&config.net, &metrics);
+        let listener = bind_listener(&net, config.listen, tls.clone(), false).await?;
         let state = AppState {
             config,
             registry,
             gateway,
             verifier,
             io,
-            redis,
+            upstream: backends.upstream(),
             channels,
             admin,
+            control,
             metrics,
         };
-        crate::admin::replicate::spawn(state.clone());
+        if let Some(r) = state.admin.replicator() {
+            crate::admin::replicate::spawn(state.control.clone(), r.clone());
+        }
         let admin = match state.config.admin.listen {
-            Some(addr) => {
-                let l = net
-                    .bind(addr, None, true)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                Some((l, crate::admin::router(state.clone())))
-            }
+            Some(addr) => Some((
+                bind_listener(&net, addr, None, true).await?,
+                crate::admin::router(state.clone()),
+            )),
             None => None,
         };
-        let mut router = router(state.clone());
-        if admin.is_none() {
-            router = router.merge(crate::admin::router(state.clone()));
-        }
-        let router = router
-            .layer(layer)
-            .layer(axum::middleware::from_fn_with_state(
-                sessions,
-                crate::net::admit_sessions,
-            ))
-            // Outside socketioxide's layer, so the request it keeps is the copy.
-            .layer(axum::middleware::map_request(gateway::detach_handshake))
-            .layer(cors)
-            // Per-request spans and events at debug level (`PORTICO_LOG=tower_http=debug`).
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let router = http_router(&state, admin.is_none(), layer, cors, sessions);
         Ok(Self {
             listener,
             router,
@@ -388,13 +245,216 @@ impl Server {
     }
 }
 
-/// This node's name: configured, else `<hostname>-<pid>`.
-pub fn node_id(config: &Config) -> String {
-    config.cluster.node_id.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
-        format!("{host}-{}", std::process::id())
+/// The capabilities that differ between one node and a cluster, chosen once.
+struct Backends {
+    driver: AdapterDriver,
+    kv: KvStore,
+    presence: Arc<Presence>,
+    /// Cluster mode: the SSE channels' shared log.
+    streams: Option<Arc<Streams>>,
+    /// Cluster mode: the cluster's plugin set.
+    records: Option<Arc<dyn PluginRecords>>,
+    redis: Option<Redis>,
+}
+
+impl Backends {
+    /// The shared backend whose health the node reports.
+    fn upstream(&self) -> Option<Arc<dyn Upstream>> {
+        self.redis.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>)
+    }
+
+    /// In memory without `cluster.redis_url`, else over Redis.
+    async fn choose(config: &Config) -> Result<Self, StartError> {
+        let node = config.node_id();
+        let Some(url) = &config.cluster.redis_url else {
+            return Ok(Self {
+                driver: AdapterDriver::Local,
+                kv: KvStore::memory(config.runtime.kv_max_keys),
+                presence: Presence::memory(node),
+                streams: None,
+                records: None,
+                redis: None,
+            });
+        };
+        let wait = Duration::from_secs(config.cluster.connect_wait_secs);
+        let redis = Redis::connect(url, wait)
+            .await
+            .map_err(StartError::Cluster)?;
+        tracing::info!(node = %node, "cluster mode over {url}");
+        let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
+        let store = RedisPresence::new(redis.clone(), node.clone(), ttl);
+        let presence = Presence::new(node, Arc::new(store));
+        presence.spawn_heartbeat();
+        let streams = Streams::new(redis.clone(), config.sse.history_size);
+        Ok(Self {
+            driver: AdapterDriver::Remote(RedisDriver::new(redis.clone())),
+            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))),
+            presence,
+            streams: Some(Arc::new(streams)),
+            records: Some(Arc::new(RedisPluginStore::new(redis.clone()))),
+            redis: Some(redis),
+        })
+    }
+}
+
+/// The JWT verifier; refuses to start when auth is required without a key.
+fn verifier(config: &Config) -> Result<Arc<Verifier>, StartError> {
+    let verifier =
+        Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
+    let needs_key = config.auth.mode == AuthMode::Required
+        || config
+            .plugins
+            .values()
+            .any(|p| p.auth == Some(AuthMode::Required));
+    if needs_key && !verifier.has_keys() {
+        return Err(StartError::NoAuthKey);
+    }
+    Ok(Arc::new(verifier))
+}
+
+/// The wasm engine, sized for the largest memory limit configured.
+fn engine(config: &Config) -> Result<PluginEngine, StartError> {
+    let largest_mb = config
+        .plugins
+        .values()
+        .filter_map(|p| p.memory_limit_mb)
+        .max()
+        .unwrap_or(0);
+    PluginEngine::new(&EngineSettings {
+        max_instances: config.runtime.max_instances,
+        max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(largest_mb << 20),
+        cache_dir: config.cache_dir.clone(),
+        ..EngineSettings::default()
     })
+    .map_err(|e| StartError::Engine(format!("{e:#}")))
+}
+
+/// The Socket.IO layer and server, over `driver`.
+fn socketio(config: &Config, driver: AdapterDriver) -> (SocketIoLayer<Adapter>, Io) {
+    let adapter = RedisAdapterCtr::new_with_driver(
+        driver,
+        RedisAdapterConfig::new()
+            .with_prefix("portico")
+            .with_request_timeout(COMMAND_TIMEOUT),
+    );
+    let s = &config.socketio;
+    SocketIo::builder()
+        .with_adapter::<Adapter>(adapter)
+        .max_payload(s.max_payload)
+        // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
+        .ws_max_message_size(s.max_payload as usize)
+        .ws_max_frame_size(s.max_payload as usize)
+        .max_buffer_size(s.max_buffer_size)
+        .ws_read_buffer_size(s.ws_read_buffer_size)
+        .ping_interval(Duration::from_millis(s.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
+        .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+        // socketioxide's own defaults (10 MB, 10,000 attachments, 60 s)
+        // apply before any token is checked.
+        .with_parser(
+            socketioxide::ParserConfig::common()
+                .max_incoming_binary_buf_size(s.max_payload as usize)
+                .max_incoming_binaries(s.max_attachments)
+                .packet_completion_timeout(Duration::from_millis(s.attachment_timeout_ms)),
+        )
+        .build_layer()
+}
+
+/// The channel hub; in cluster mode it publishes through, and reads back
+/// from, one Redis Stream per plugin.
+async fn channels(config: &Config, backends: &Backends) -> Result<Arc<Hub>, StartError> {
+    let settings = HubSettings {
+        history: HistoryLimits {
+            size: config.sse.history_size,
+            max_bytes: config.sse.history_max_bytes,
+            max_age: Duration::from_secs(config.sse.history_max_age_secs),
+        },
+        buffer: config.sse.buffer,
+    };
+    let log = backends.streams.clone().map(|s| s as Arc<dyn ChannelLog>);
+    let hub = Arc::new(Hub::with_log(settings, log).with_stream_caps(
+        config.sse.max_streams_per_ip,
+        config.sse.max_streams_per_subject,
+    ));
+    if let (Some(streams), Some(url)) = (&backends.streams, &config.cluster.redis_url) {
+        streams
+            .clone()
+            .spawn_reader(url, Arc::downgrade(&hub))
+            .await
+            .map_err(StartError::Cluster)?;
+    }
+    hub.spawn_sweeper(Duration::from_secs(
+        config.sse.history_max_age_secs.clamp(1, 60),
+    ));
+    Ok(hub)
+}
+
+fn canary_watch(config: &Config) -> CanaryWatch {
+    CanaryWatch {
+        policy: config.canary.policy(),
+        every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
+    }
+}
+
+/// The plugin set at start, each source through the control service: the
+/// data directory first (its state wins for the names it has), then
+/// `--plugins`, then in cluster mode the cluster's set (it wins over both).
+async fn load_plugin_set(
+    control: &PluginControl,
+    admin: &Admin,
+    config: &Config,
+    backends: &Backends,
+) -> Result<(), StartError> {
+    if let Some(store) = admin.data_dir() {
+        let restored = store.restore(control).await?;
+        tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
+    }
+    load_plugin_dir(control, config).await?;
+    if let Some(records) = &backends.records {
+        admin
+            .join_cluster(records.clone(), config.node_id(), control)
+            .await
+            .map_err(StartError::Records)?;
+    }
+    Ok(())
+}
+
+async fn bind_listener(
+    net: &crate::net::Plan,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    admin: bool,
+) -> Result<crate::net::Listener, StartError> {
+    net.bind(addr, tls, admin)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// The node's HTTP service: every route (the admin API too, unless it has its
+/// own listener), Socket.IO as a layer, CORS and request tracing.
+fn http_router(
+    state: &AppState,
+    with_admin: bool,
+    socketio: SocketIoLayer<Adapter>,
+    cors: tower_http::cors::CorsLayer,
+    sessions: crate::net::SessionGate,
+) -> Router {
+    let mut router = router(state.clone());
+    if with_admin {
+        router = router.merge(crate::admin::router(state.clone()));
+    }
+    router
+        .layer(socketio)
+        // Engine.IO sessions not yet in a namespace are capped before socketioxide sees them.
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            crate::net::admit_sessions,
+        ))
+        // Outside socketioxide's layer, so the request it keeps is the copy.
+        .layer(axum::middleware::map_request(gateway::detach_handshake))
+        .layer(cors)
+        // Per-request spans and events at debug level (`PORTICO_LOG=tower_http=debug`).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).
@@ -445,11 +505,7 @@ fn cors_layer(c: &crate::config::CorsConfig) -> Result<tower_http::cors::CorsLay
 ///
 /// With a data directory, names it holds (or had removed) are skipped: its
 /// state wins, and a missing plugin directory is not an error.
-async fn load_plugin_dir(
-    registry: &Registry,
-    config: &Config,
-    admin: &Admin,
-) -> Result<(), StartError> {
+async fn load_plugin_dir(control: &PluginControl, config: &Config) -> Result<(), StartError> {
     let dir = &config.plugin_dir;
     let read_err = |source| StartError::PluginDir {
         path: dir.display().to_string(),
@@ -463,7 +519,7 @@ async fn load_plugin_dir(
         }
         Err(e) => return Err(read_err(e)),
     };
-    let removed = admin.removed_names();
+    let removed = control.removed_names().await;
     let mut files: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
@@ -473,7 +529,7 @@ async fn load_plugin_dir(
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
             continue;
         };
-        if registry.get(&name).is_some() {
+        if control.registry().get(&name).is_some() {
             tracing::info!(file = %path.display(), "plugin {name} comes from the data directory; file not loaded");
             continue;
         }
@@ -481,7 +537,7 @@ async fn load_plugin_dir(
             tracing::info!(file = %path.display(), "plugin {name} was removed through the admin API; file not loaded");
             continue;
         }
-        match load_one(registry, config, &name, &path).await {
+        match load_one(control, config, &name, &path).await {
             Ok(()) => {}
             Err(reason) => {
                 tracing::error!(file = %path.display(), "skipping plugin {name}: {reason}")
@@ -492,28 +548,32 @@ async fn load_plugin_dir(
 }
 
 async fn load_one(
-    registry: &Registry,
+    control: &PluginControl,
     config: &Config,
     name: &str,
     path: &Path,
-) -> Result<(), String> {
-    let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
-    if bytes.len() > config.runtime.max_plugin_bytes {
-        return Err(format!(
-            "{} bytes is over the limit of {}",
-            bytes.len(),
-            config.runtime.max_plugin_bytes
-        ));
+) -> Result<(), LoadFailure> {
+    let bytes = tokio::fs::read(path).await.map_err(LoadFailure::Read)?;
+    let limit = config.runtime.max_plugin_bytes;
+    if bytes.len() > limit {
+        return Err(LoadFailure::TooLarge(bytes.len(), limit));
     }
-    match registry
-        .install(name, bytes.into(), config.plugin_settings(name))
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Installed::New(slot) | Installed::Replaced(slot) => {
-            let v = slot.active();
-            tracing::info!(plugin = name, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, "loaded");
-        }
-    }
+    let settings = config.plugin_settings(name);
+    let deployed = control
+        .deploy(name, bytes.into(), &settings, Rollout::Now, Origin::Startup)
+        .await?;
+    let v = &deployed.revision.version;
+    tracing::info!(plugin = name, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, "loaded");
     Ok(())
+}
+
+/// Why a file of the plugin directory was skipped.
+#[derive(Debug, thiserror::Error)]
+enum LoadFailure {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0} bytes is over the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }

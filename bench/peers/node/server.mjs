@@ -66,13 +66,15 @@ const io = new Server(http, {
   connectTimeout: 45_000,
 });
 
-// echo: ack with exactly the event's arguments; emit back when no ack is asked for.
+// echo: ack with exactly the event's arguments; emit back when no ack is asked for; an
+// acked `emit-and-ack` is emitted back, then acked.
 const echo = io.of('/echo');
 echo.use(authenticate);
 echo.on('connection', (socket) => {
   socket.onAny((event, ...args) => {
     if (typeof args[args.length - 1] === 'function') {
       const ack = args.pop();
+      if (event === 'emit-and-ack') socket.emit(event, ...args);
       ack(...args);
     } else {
       socket.emit(event, ...args);

@@ -8,7 +8,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The configured token, kept as its sha256 so every comparison has the
 /// same length and takes the same time.

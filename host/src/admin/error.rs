@@ -5,6 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::control::ControlError;
 use crate::plugins::{LoadError, RegistryError};
 
 /// An admin request failed. Each variant has a stable `code`; the body is
@@ -49,6 +50,16 @@ pub enum ApiError {
     /// A cluster-wide record cannot be read now (Redis away).
     #[error(transparent)]
     Presence(#[from] crate::presence::PresenceError),
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound(name) => Self::NotFound(name),
+            ControlError::Load(e) => Self::Load(e),
+            ControlError::Registry(e) => Self::Registry(e),
+        }
+    }
 }
 
 impl ApiError {

@@ -6,12 +6,12 @@
 //! configured token the API is disabled (404 `admin_disabled`).
 
 mod auth;
-mod canary;
 pub mod client;
 mod error;
 mod openapi;
 mod plugins;
 mod presence;
+mod records;
 pub mod replicate;
 mod revisions;
 pub mod scaffold;
@@ -19,31 +19,28 @@ mod store;
 mod upload;
 mod view;
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use futures::future::BoxFuture;
 
 pub use error::{ApiError, StoreError};
 pub use openapi::document as openapi_document;
+pub use records::{
+    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+};
 pub use store::{DataDir, Restored};
 
 use crate::config::Config;
-use crate::plugins::CanaryPolicy;
-use crate::server::AppState;
+use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet};
+use crate::state::AppState;
 
 /// The admin side of a node.
 pub struct Admin {
     token: Option<auth::AdminToken>,
     store: Option<Arc<DataDir>>,
-    /// Serializes changes and their saves; holds the names removed through
-    /// the API (kept so a `--plugins` copy does not come back at restart).
-    lock: tokio::sync::Mutex<BTreeSet<String>>,
-    policy: CanaryPolicy,
-    check_every: Duration,
     /// Shares plugin changes with the other nodes (cluster mode).
     replicator: OnceLock<Arc<replicate::Replicator>>,
 }
@@ -63,9 +60,6 @@ impl Admin {
                 .filter(|t| !t.is_empty())
                 .map(auth::AdminToken::new),
             store,
-            lock: tokio::sync::Mutex::default(),
-            policy: config.canary.policy(),
-            check_every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
             replicator: OnceLock::new(),
         })
     }
@@ -74,43 +68,36 @@ impl Admin {
         self.token.is_some()
     }
 
-    pub fn data_dir(&self) -> Option<&DataDir> {
-        self.store.as_deref()
-    }
-
-    /// Names removed through the API (and not uploaded since).
-    pub fn removed_names(&self) -> BTreeSet<String> {
-        self.lock.try_lock().map(|r| r.clone()).unwrap_or_default()
+    pub fn data_dir(&self) -> Option<&Arc<DataDir>> {
+        self.store.as_ref()
     }
 
     pub fn replicator(&self) -> Option<&Arc<replicate::Replicator>> {
         self.replicator.get()
     }
 
-    /// Cluster mode: load the cluster's plugin set into `registry` (it wins
-    /// over `--plugins` and the data directory for the names it has), then
-    /// share this node's admin changes. At start, before serving.
-    pub async fn join_cluster(
-        &self,
-        redis: &crate::cluster::Redis,
-        node: String,
-        registry: &crate::plugins::Registry,
-    ) -> Result<(), crate::cluster::ClusterError> {
-        let store = crate::cluster::PluginStore::new(redis.clone());
-        let r = replicate::Replicator::new(store, node).await?;
-        let (removed, installed) = r.load(registry).await;
-        if let Ok(mut names) = self.lock.try_lock() {
-            names.extend(removed.iter().cloned());
-            names.retain(|n| !installed.contains(n));
+    /// Save every later change of `control` to the data directory (if any).
+    pub fn persist_changes(&self, control: &PluginControl) {
+        if let Some(store) = &self.store {
+            control.add_sink(Arc::new(Persist(store.clone())));
         }
-        tracing::info!(installed = ?installed, removed = ?removed, "loaded the cluster's plugin set");
-        let _ = self.replicator.set(Arc::new(r));
-        Ok(())
     }
 
-    /// Remember the names removed before the last restart.
-    pub fn set_removed(&self, removed: BTreeSet<String>) {
-        *self.lock.try_lock().expect("set at start, before serving") = removed;
+    /// Cluster mode: load the cluster's plugin set through `control` (it
+    /// wins over `--plugins` and the data directory for the names it has),
+    /// then share this node's changes. At start, before serving.
+    pub async fn join_cluster(
+        &self,
+        store: Arc<dyn PluginRecords>,
+        node: String,
+        control: &PluginControl,
+    ) -> Result<(), RecordsUnavailable> {
+        let r = Arc::new(replicate::Replicator::new(store, node).await?);
+        let (removed, installed) = r.load(control).await;
+        tracing::info!(installed = ?installed, removed = ?removed, "loaded the cluster's plugin set");
+        control.add_sink(r.clone());
+        let _ = self.replicator.set(r);
+        Ok(())
     }
 }
 
@@ -122,17 +109,25 @@ fn find(state: &AppState, name: &str) -> error::Result<Arc<crate::plugins::Plugi
         .ok_or_else(|| error::ApiError::NotFound(name.to_owned()))
 }
 
-/// Save the registry to the data directory, if there is one. A failed save
-/// is logged; the change itself has happened and keeps serving.
-async fn persist(state: &AppState, removed: &BTreeSet<String>) {
-    let Some(store) = state.admin.store.clone() else {
-        return;
-    };
-    let snapshot = store::Snapshot::of(&state.registry, removed.clone());
-    match tokio::task::spawn_blocking(move || store.save(&snapshot)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("could not save the plugin set: {e}"),
-        Err(e) => tracing::error!("could not save the plugin set: {e}"),
+/// Saves the plugin set to the data directory after every change made while
+/// serving. A failed save is logged; the change itself has happened and keeps
+/// serving.
+struct Persist(Arc<DataDir>);
+
+impl ChangeSink for Persist {
+    fn on_change<'a>(&'a self, event: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if event.origin == Origin::Startup {
+                return;
+            }
+            let store = self.0.clone();
+            let snapshot = store::Snapshot::of(set.registry, set.removed.clone());
+            match tokio::task::spawn_blocking(move || store.save(&snapshot)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("could not save the plugin set: {e}"),
+                Err(e) => tracing::error!("could not save the plugin set: {e}"),
+            }
+        })
     }
 }
 

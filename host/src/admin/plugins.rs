@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::error::{ApiError, Result};
 use super::view::{self, ErrorBody, PluginList, PluginView, Removed};
-use super::{canary, find, persist, replicate, upload};
-use crate::gateway;
-use crate::plugins::{Installed, Rollout};
-use crate::server::AppState;
+use super::{find, upload};
+use crate::control::{Deployed, Origin};
+use crate::plugins::Installed;
+use crate::state::AppState;
 
 /// Every mounted plugin with its active version and live counters.
 #[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",
@@ -81,40 +81,26 @@ pub(super) async fn put_plugin(
         return Err(ApiError::TooLarge { limit });
     }
     let upload = upload::parse(&name, query.as_deref(), &state.config)?;
-    let mut removed = state.admin.lock.lock().await;
-    let version = state
-        .registry
-        .prepare(&name, body.to_vec().into(), &upload.settings)
+    let Deployed {
+        installed,
+        revision: rev,
+    } = state
+        .control
+        .deploy(
+            &name,
+            body.to_vec().into(),
+            &upload.settings,
+            upload.rollout,
+            Origin::Local,
+        )
         .await?;
-    let (installed, rev) = state.registry.deploy(
-        &name,
-        upload.settings.mount.clone(),
-        version,
-        upload.rollout,
-    )?;
-    removed.remove(&name);
     let slot = installed.slot().clone();
     let v = &rev.version;
     tracing::info!(plugin = %name, revision = rev.id, version = %v.manifest.version, sha256 = %&v.sha256[..12], bytes = v.size, rollout = ?upload.rollout, "uploaded");
     let status = match installed {
-        Installed::New(_) => {
-            if let Err(e) = state.gateway.mount(slot.clone()).await {
-                tracing::error!(plugin = %name, "{e}");
-            }
-            StatusCode::CREATED
-        }
+        Installed::New(_) => StatusCode::CREATED,
         Installed::Replaced(_) => StatusCode::OK,
     };
-    if let Rollout::Canary(_) = upload.rollout {
-        canary::watch(
-            slot.clone(),
-            rev.id,
-            state.admin.policy,
-            state.admin.check_every,
-        );
-    }
-    persist(&state, &removed).await;
-    replicate::announce(&state, &name).await;
     Ok((status, Json(view::plugin(&slot))))
 }
 
@@ -127,16 +113,8 @@ pub(super) async fn delete_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Removed>> {
-    let mut removed = state.admin.lock.lock().await;
-    let slot = state
-        .registry
-        .remove(&name)
-        .ok_or_else(|| ApiError::NotFound(name.clone()))?;
-    let disconnected = gateway::unmount(&state.io, &slot);
-    removed.insert(name.clone());
+    let (slot, disconnected) = state.control.remove(&name).await?;
     tracing::info!(plugin = %name, namespace = %slot.mount, disconnected, "removed");
-    persist(&state, &removed).await;
-    replicate::announce(&state, &name).await;
     Ok(Json(Removed {
         name,
         mount: slot.mount.clone(),

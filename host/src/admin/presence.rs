@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use super::error::{ApiError, Result};
 use super::view::ErrorBody;
 use crate::presence::Member;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The members of a channel.
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -12,15 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use futures::future::BoxFuture;
 
-use super::persist;
-use crate::cluster::{Changed, ClusterError, PluginRecord, PluginStore, RecordLimits};
-use crate::gateway;
-use crate::plugins::{
-    Installed, Limits, PluginSettings, PluginSlot, PluginVersion, Registry, Rollout, sha256_hex,
+use super::records::{
+    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
 };
-use crate::server::AppState;
+use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, Txn};
+use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout, sha256_hex};
 
 /// How often a node compares its plugin set with the cluster's.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
@@ -32,11 +30,8 @@ fn stamp(rec: &PluginRecord) -> Stamp {
     rec.change.clone()
 }
 
-/// Change notifications from Redis: `(channel, payload)`.
-type Notifications = mpsc::Receiver<(String, Vec<u8>)>;
-
 pub struct Replicator {
-    store: PluginStore,
+    store: Arc<dyn PluginRecords>,
     node: String,
     /// The change applied (or announced) last, per plugin name. A record that differs is applied: records are
     /// always read fresh from Redis, and a Redis that restarted empty counts
@@ -49,18 +44,32 @@ pub struct Replicator {
     seq: AtomicU64,
 }
 
-/// What applying a record did to the registry.
+/// What applying a record does, worked out (and compiled) outside the lock.
+enum Plan {
+    Unchanged,
+    Remove,
+    /// Switch to a revision this node already has: no recompiling.
+    Switch(u64),
+    Install {
+        mount: String,
+        version: Arc<PluginVersion>,
+    },
+}
+
+/// What applying a record did to the plugin set.
 enum Outcome {
     Unchanged,
-    New(Arc<PluginSlot>),
-    Replaced,
-    Removed(Arc<PluginSlot>),
+    Installed,
+    Removed(usize),
 }
 
 impl Replicator {
     /// Subscribe to change notifications (before the first load, so no
     /// change falls between the two).
-    pub async fn new(store: PluginStore, node: String) -> Result<Self, ClusterError> {
+    pub async fn new(
+        store: Arc<dyn PluginRecords>,
+        node: String,
+    ) -> Result<Self, RecordsUnavailable> {
         let changes = store.changes().await?;
         Ok(Self {
             store,
@@ -72,10 +81,10 @@ impl Replicator {
         })
     }
 
-    /// Load the cluster's plugin set into `registry` before serving: the
+    /// Load the cluster's plugin set through `control` before serving: the
     /// records win over what `--plugins` and the data directory loaded for
     /// the same names. Returns the names removed and the names installed.
-    pub async fn load(&self, registry: &Registry) -> (Vec<String>, Vec<String>) {
+    pub async fn load(&self, control: &PluginControl) -> (Vec<String>, Vec<String>) {
         let (mut removed, mut installed) = (Vec::new(), Vec::new());
         let records = match self.store.all().await {
             Ok(r) => r,
@@ -85,8 +94,18 @@ impl Replicator {
             }
         };
         for (name, rec) in records {
-            match self.apply(registry, &name, &rec).await {
-                Ok(Outcome::New(_) | Outcome::Replaced) => installed.push(name.clone()),
+            let outcome = match self.plan(control, &name, &rec).await {
+                Ok(plan) => {
+                    let mut tx = control.transaction().await;
+                    if rec.removed {
+                        tx.mark_removed(&name);
+                    }
+                    execute(&mut tx, &name, plan, Origin::Startup).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Outcome::Installed) => installed.push(name.clone()),
                 Ok(Outcome::Removed(_) | Outcome::Unchanged) => {}
                 Err(Failure::Redis(e)) => {
                     tracing::warn!(plugin = %name, "cluster plugin not loaded yet: {e}");
@@ -142,7 +161,7 @@ impl Replicator {
         (rec, Some(v.wasm.clone()))
     }
 
-    /// Record and announce a local change of `name`. Called under the admin
+    /// Record and announce a local change of `name`. Called under the control
     /// lock. While Redis is away the change is kept pending and retried.
     async fn announce(&self, registry: &Registry, name: &str) {
         self.record(registry, name, false).await;
@@ -176,28 +195,25 @@ impl Replicator {
         }
     }
 
-    /// Make `registry` serve what `rec` says for `name`.
-    async fn apply(
+    /// Work out (and compile, when needed) what makes this node serve what
+    /// `rec` says for `name`. Changes nothing.
+    async fn plan(
         &self,
-        registry: &Registry,
+        control: &PluginControl,
         name: &str,
         rec: &PluginRecord,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<Plan, Failure> {
+        let slot = control.registry().get(name);
         if rec.removed {
-            return Ok(registry
-                .remove(name)
-                .map_or(Outcome::Unchanged, Outcome::Removed));
+            return Ok(slot.map_or(Plan::Unchanged, |_| Plan::Remove));
         }
-        if let Some(slot) = registry.get(name) {
+        if let Some(slot) = slot {
             if matches(&slot.active(), rec) {
-                return Ok(Outcome::Unchanged);
+                return Ok(Plan::Unchanged);
             }
-            // A revision this node already has: switch to it, no recompiling.
             let (revisions, _) = slot.revisions();
             if let Some(r) = revisions.iter().rev().find(|r| matches(&r.version, rec)) {
-                slot.rollback(Some(&r.id.to_string()))
-                    .map_err(|e| Failure::Load(e.to_string()))?;
-                return Ok(Outcome::Replaced);
+                return Ok(Plan::Switch(r.id));
             }
         }
         let wasm = self
@@ -221,17 +237,43 @@ impl Replicator {
             },
             config: rec.config.clone().into_iter().collect(),
         };
-        let version = registry
+        let version = control
             .prepare(name, wasm.into(), &settings)
             .await
             .map_err(|e| Failure::Load(e.to_string()))?;
-        let (installed, _) = registry
-            .deploy(name, settings.mount, version, Rollout::Now)
-            .map_err(|e| Failure::Load(e.to_string()))?;
-        Ok(match installed {
-            Installed::New(slot) => Outcome::New(slot),
-            Installed::Replaced(_) => Outcome::Replaced,
+        Ok(Plan::Install {
+            mount: rec.mount.clone(),
+            version,
         })
+    }
+}
+
+/// Carry out `plan` under the control lock.
+async fn execute(
+    tx: &mut Txn<'_>,
+    name: &str,
+    plan: Plan,
+    origin: Origin,
+) -> Result<Outcome, Failure> {
+    let load = |e: crate::control::ControlError| Failure::Load(e.to_string());
+    match plan {
+        Plan::Unchanged => Ok(Outcome::Unchanged),
+        Plan::Remove => match tx.remove(name, origin).await {
+            Ok((_, disconnected)) => Ok(Outcome::Removed(disconnected)),
+            Err(_) => Ok(Outcome::Unchanged),
+        },
+        Plan::Switch(id) => {
+            tx.rollback(name, Some(&id.to_string()), origin)
+                .await
+                .map_err(load)?;
+            Ok(Outcome::Installed)
+        }
+        Plan::Install { mount, version } => {
+            tx.install(name, Some(mount), version, Rollout::Now, origin)
+                .await
+                .map_err(load)?;
+            Ok(Outcome::Installed)
+        }
     }
 }
 
@@ -259,11 +301,14 @@ fn matches(v: &PluginVersion, rec: &PluginRecord) -> bool {
         && limits_record(&v.limits) == rec.limits
 }
 
-/// After a change through this node's admin API: share it with the cluster.
-/// Called under the admin lock; a no-op on a single node.
-pub(super) async fn announce(state: &AppState, name: &str) {
-    if let Some(r) = state.admin.replicator() {
-        r.announce(&state.registry, name).await;
+/// Local changes are recorded in Redis and announced, under the control lock.
+impl ChangeSink for Replicator {
+    fn on_change<'a>(&'a self, event: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if event.origin == Origin::Local {
+                self.announce(set.registry, event.change.name()).await;
+            }
+        })
     }
 }
 
@@ -273,8 +318,7 @@ fn unseen(r: &Replicator, name: &str, rec: &PluginRecord) -> bool {
 }
 
 /// Apply the cluster's record of `name` if this node has not applied it yet.
-async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRecord>) {
-    let mut removed = state.admin.lock.lock().await;
+async fn sync(control: &PluginControl, r: &Replicator, name: &str, rec: Option<PluginRecord>) {
     let rec = match rec {
         Some(rec) => rec,
         None => match r.store.get(name).await {
@@ -287,7 +331,23 @@ async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRe
     if !unseen(r, name, &rec) || r.pending.lock().unwrap().contains(name) {
         return;
     }
-    let outcome = match r.apply(&state.registry, name, &rec).await {
+    let plan = r.plan(control, name, &rec).await;
+    let mut tx = control.transaction().await;
+    // Compiling took a while: apply only if the record is still the latest
+    // and no local change came in between.
+    match r.store.get(name).await {
+        Ok(Some(now)) if now.change == rec.change => {}
+        Ok(_) => return,
+        Err(e) => return tracing::debug!(plugin = name, "cannot read the plugin record: {e}"),
+    }
+    if !unseen(r, name, &rec) || r.pending.lock().unwrap().contains(name) {
+        return;
+    }
+    let outcome = match plan {
+        Ok(plan) => execute(&mut tx, name, plan, Origin::Cluster).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match outcome {
         Ok(o) => o,
         Err(Failure::Redis(e)) => {
             return tracing::debug!(plugin = name, "plugin change not applied yet: {e}");
@@ -305,33 +365,21 @@ async fn sync(state: &AppState, r: &Replicator, name: &str, rec: Option<PluginRe
         .lock()
         .unwrap()
         .insert(name.to_owned(), stamp(&rec));
-    match &outcome {
+    match outcome {
         Outcome::Unchanged => return,
-        Outcome::New(slot) => {
-            removed.remove(name);
-            if let Err(e) = state.gateway.mount(slot.clone()).await {
-                tracing::error!(plugin = name, "{e}");
-            }
-        }
-        Outcome::Replaced => {}
-        Outcome::Removed(slot) => {
-            removed.insert(name.to_owned());
-            let disconnected = gateway::unmount(&state.io, slot);
+        Outcome::Installed => {}
+        Outcome::Removed(disconnected) => {
             tracing::info!(plugin = name, disconnected, "removed by the cluster");
         }
     }
-    let v = state.registry.get(name).map(|s| s.active());
+    let v = tx.registry().get(name).map(|s| s.active());
     tracing::info!(plugin = name, from = %rec.node, generation = rec.generation, version = v.as_ref().map(|v| v.manifest.version.as_str()).unwrap_or("-"), "applied a plugin change from the cluster");
-    persist(state, &removed).await;
 }
 
 /// Follow the cluster: apply announced changes as they come, and every
 /// [`RECONCILE_EVERY`] retry pending announcements and compare with the
 /// records (notifications are lost while Redis is away).
-pub fn spawn(state: AppState) {
-    let Some(r) = state.admin.replicator().cloned() else {
-        return;
-    };
+pub fn spawn(control: Arc<PluginControl>, r: Arc<Replicator>) {
     let Some(mut changes) = r.changes.lock().unwrap().take() else {
         return;
     };
@@ -344,20 +392,20 @@ pub fn spawn(state: AppState) {
                     let Some((_, payload)) = msg else { return };
                     let Ok(note) = serde_json::from_slice::<Changed>(&payload) else { continue };
                     if note.node != r.node {
-                        sync(&state, &r, &note.name, None).await;
+                        sync(&control, &r, &note.name, None).await;
                     }
                 }
-                _ = tick.tick() => reconcile(&state, &r).await,
+                _ = tick.tick() => reconcile(&control, &r).await,
             }
         }
     });
 }
 
-async fn reconcile(state: &AppState, r: &Replicator) {
+async fn reconcile(control: &PluginControl, r: &Replicator) {
     let pending: Vec<String> = r.pending.lock().unwrap().iter().cloned().collect();
     for name in pending {
-        let _guard = state.admin.lock.lock().await;
-        r.announce(&state.registry, &name).await;
+        let tx = control.transaction().await;
+        r.announce(tx.registry(), &name).await;
     }
     let Ok(records) = r.store.all().await else {
         return;
@@ -374,16 +422,16 @@ async fn reconcile(state: &AppState, r: &Replicator) {
         .cloned()
         .collect();
     for name in lost {
-        let _guard = state.admin.lock.lock().await;
+        let tx = control.transaction().await;
         tracing::info!(plugin = %name, "the cluster lost its record of this plugin; recording it again");
-        r.record(&state.registry, &name, true).await;
+        r.record(tx.registry(), &name, true).await;
     }
     for (name, rec) in records {
         if r.pending.lock().unwrap().contains(&name) {
             continue;
         }
         if unseen(r, &name, &rec) {
-            sync(state, r, &name, Some(rec)).await;
+            sync(control, r, &name, Some(rec)).await;
         }
     }
 }

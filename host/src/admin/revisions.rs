@@ -5,9 +5,9 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::error::Result;
+use super::find;
 use super::view::{self, ErrorBody, PluginView, VersionsView};
-use super::{find, persist, replicate};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The revisions kept for a plugin (at most ten), oldest first.
 #[utoipa::path(get, path = "/admin/v1/plugins/{name}/versions", tag = "versions",
@@ -39,12 +39,8 @@ pub(super) async fn rollback(
     Path(name): Path<String>,
     Query(q): Query<RollbackQuery>,
 ) -> Result<Json<PluginView>> {
-    let removed = state.admin.lock.lock().await;
-    let slot = find(&state, &name)?;
-    let rev = slot.rollback(q.to.as_deref())?;
+    let (slot, rev) = state.control.rollback(&name, q.to.as_deref()).await?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "rolled back");
-    persist(&state, &removed).await;
-    replicate::announce(&state, &name).await;
     Ok(Json(view::plugin(&slot)))
 }
 
@@ -56,11 +52,7 @@ pub(super) async fn promote(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>> {
-    let removed = state.admin.lock.lock().await;
-    let slot = find(&state, &name)?;
-    let rev = slot.promote()?;
+    let (slot, rev) = state.control.promote(&name).await?;
     tracing::info!(plugin = %name, revision = rev.id, version = %rev.version.manifest.version, "canary promoted");
-    persist(&state, &removed).await;
-    replicate::announce(&state, &name).await;
     Ok(Json(view::plugin(&slot)))
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+use crate::control::PluginControl;
 use crate::plugins::{
     Isolation, Limits, PluginSettings, PluginSlot, Registry, Revision, sha256_hex,
 };
@@ -201,16 +202,16 @@ impl DataDir {
         Ok(())
     }
 
-    /// Load the saved plugin set into `registry` (before any client is
+    /// Load the saved plugin set through `control` (before any client is
     /// accepted). A revision that no longer loads is skipped with a warning;
     /// a plugin whose active revision does not load is not restored.
-    pub async fn restore(&self, registry: &Registry) -> Result<Restored> {
+    pub async fn restore(&self, control: &PluginControl) -> Result<Restored> {
         let state = self.read_state()?;
-        let mut slots = Vec::new();
+        let mut loaded = Vec::new();
         for (name, saved) in state.plugins {
             let mut revisions = Vec::new();
             for r in saved.revisions {
-                match self.load_revision(registry, &name, &saved.mount, &r).await {
+                match self.load_revision(control, &name, &saved.mount, &r).await {
                     Ok(rev) => revisions.push(rev),
                     Err(reason) => {
                         tracing::warn!(plugin = %name, revision = r.id, "saved revision not restored: {reason}")
@@ -221,9 +222,17 @@ impl DataDir {
                 tracing::error!(plugin = %name, revision = saved.active, "the active revision could not be restored; plugin not mounted from the data directory");
                 continue;
             }
-            if let Some(slot) = registry.restore(&name, saved.mount, revisions, saved.active) {
-                slots.push(slot);
-            }
+            loaded.push((name, saved.mount, revisions, saved.active));
+        }
+        let mut tx = control.transaction().await;
+        let slots = loaded
+            .into_iter()
+            .filter_map(|(name, mount, revisions, active)| {
+                tx.restore(&name, mount, revisions, active)
+            })
+            .collect();
+        for name in &state.removed {
+            tx.mark_removed(name);
         }
         Ok(Restored {
             slots,
@@ -233,7 +242,7 @@ impl DataDir {
 
     async fn load_revision(
         &self,
-        registry: &Registry,
+        control: &PluginControl,
         name: &str,
         mount: &str,
         r: &SavedRevision,
@@ -256,7 +265,7 @@ impl DataDir {
             },
             config: config_map,
         };
-        let version = registry
+        let version = control
             .prepare(name, wasm.into(), &settings)
             .await
             .map_err(|e| e.to_string())?;

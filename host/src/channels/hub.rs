@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
+use super::log::ChannelLog;
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +32,8 @@ pub struct HubSettings {
 /// Every plugin's channels on this node.
 pub struct Hub {
     settings: HubSettings,
-    /// Cluster mode: publications go through Redis Streams.
-    streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: publications go through the shared log.
+    log: Option<Arc<dyn ChannelLog>>,
     spaces: Mutex<HashMap<String, Arc<Space>>>,
     closing: watch::Sender<bool>,
     /// Open SSE streams per address and per subject.
@@ -41,17 +42,14 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(settings: HubSettings) -> Self {
-        Self::with_streams(settings, None)
+        Self::with_log(settings, None)
     }
 
-    /// A hub whose publications go through Redis Streams (cluster mode).
-    pub fn with_streams(
-        settings: HubSettings,
-        streams: Option<Arc<crate::cluster::Streams>>,
-    ) -> Self {
+    /// A hub whose publications go through a shared log (cluster mode).
+    pub fn with_log(settings: HubSettings, log: Option<Arc<dyn ChannelLog>>) -> Self {
         Self {
             settings,
-            streams,
+            log,
             spaces: Mutex::default(),
             closing: watch::Sender::new(false),
             caps: super::StreamCaps::new(0, 0),
@@ -77,7 +75,7 @@ impl Hub {
             .or_insert_with(|| {
                 let mut space =
                     Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
-                space.streams = self.streams.clone();
+                space.log = self.log.clone();
                 Arc::new(space)
             })
             .clone()
@@ -140,7 +138,10 @@ pub struct Space {
     closing: watch::Receiver<bool>,
     /// Subscribers cut off because their queue was full.
     pub cut_off: AtomicU64,
-    streams: Option<Arc<crate::cluster::Streams>>,
+    log: Option<Arc<dyn ChannelLog>>,
+    /// Cluster mode: ids of publications on this node, minted before Redis
+    /// assigns the SSE id (see [`Space::mint`]).
+    offsets: Mutex<IdClock>,
 }
 
 struct Inner {
@@ -212,7 +213,8 @@ impl Space {
             }),
             closing,
             cut_off: AtomicU64::new(0),
-            streams: None,
+            log: None,
+            offsets: Mutex::new(IdClock::starting_after(floor)),
         }
     }
 
@@ -232,12 +234,53 @@ impl Space {
         event: &str,
         data: &serde_json::Value,
     ) -> Result<EventId> {
-        if let Some(streams) = &self.streams {
-            check_publication(channel, event)?;
-            if *self.closing.borrow() {
-                return Err(ChannelError::Closed);
-            }
-            match streams
+        if self.log.is_none() {
+            return self.publish_local(channel, event, data);
+        }
+        self.check(channel, event)?;
+        self.append(channel, event, data).await
+    }
+
+    /// Whether publications go through the cluster's stream (Redis assigns ids).
+    pub fn clustered(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Refuse a publication before anything is sent: a bad name, or (cluster
+    /// mode) a node that is shutting down.
+    pub fn check(&self, channel: &str, event: &str) -> Result<()> {
+        check_publication(channel, event)?;
+        if self.log.is_some() && *self.closing.borrow() {
+            return Err(ChannelError::Closed);
+        }
+        Ok(())
+    }
+
+    /// One node: assign the id and hand the event to subscribers and history.
+    pub fn publish_local(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<EventId> {
+        self.publish_at(now_ms(), channel, event, data)
+    }
+
+    /// Cluster mode: an id for a publication of this node, increasing, in the
+    /// same format as SSE ids, available before Redis assigns the SSE id.
+    pub fn mint(&self) -> EventId {
+        self.offsets.lock().unwrap().next(now_ms())
+    }
+
+    /// Cluster mode: append to the plugin's stream (see [`Space::publish`]).
+    pub async fn append(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<EventId> {
+        if let Some(log) = &self.log {
+            match log
                 .append(&self.plugin, channel, event, &data.to_string())
                 .await
             {

@@ -25,9 +25,11 @@ mod error;
 mod history;
 mod hub;
 mod id;
+mod log;
 
 pub use caps::{StreamCaps, StreamPermit, StreamRefused};
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
 pub use hub::{Hub, HubSettings, Resync, Space, Subscription};
 pub use id::{BadId, EventId};
+pub use log::{ChannelLog, LogUnavailable};

@@ -11,15 +11,10 @@ mod presence;
 mod redis_conn;
 mod streams;
 
-pub use driver::ClusterDriver;
+pub use driver::RedisDriver;
 pub use error::ClusterError;
 pub use kv::RedisKv;
-pub use plugins::{Changed, PluginRecord, PluginStore, RecordLimits};
-pub use presence::{Beat, RedisPresence};
+pub use plugins::RedisPluginStore;
+pub use presence::RedisPresence;
 pub use redis_conn::{COMMAND_TIMEOUT, Redis};
 pub use streams::Streams;
-
-/// The Socket.IO adapter of every node: with [`ClusterDriver::Local`] it only
-/// delivers locally; with Redis, broadcasts reach the other nodes too.
-pub type Adapter =
-    socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, ClusterDriver>;

@@ -19,7 +19,9 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 
 use super::error::{ClusterError, Result};
 use super::redis_conn::{Redis, resp3_url};
-use crate::channels::{EventId, Hub};
+use futures::future::BoxFuture;
+
+use crate::channels::{ChannelLog, EventId, Hub, LogUnavailable};
 
 /// How long one `XREAD` waits for new entries before looking for new plugins.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -70,6 +72,8 @@ impl Streams {
     }
 
     /// Read every plugin's stream into `hub` until the hub is gone.
+    ///
+    /// `hub` must publish through these streams (see [`Hub::with_log`]).
     pub async fn spawn_reader(self: Arc<Self>, url: &str, hub: Weak<Hub>) -> Result<()> {
         let client =
             redis::Client::open(resp3_url(url)?).map_err(|e| ClusterError::Url(e.to_string()))?;
@@ -80,6 +84,22 @@ impl Streams {
         let conn = ConnectionManager::new_with_config(client, config).await?;
         tokio::spawn(read_loop(self, conn, hub));
         Ok(())
+    }
+}
+
+impl ChannelLog for Streams {
+    fn append<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        event: &'a str,
+        data: &'a str,
+    ) -> BoxFuture<'a, Result<EventId, LogUnavailable>> {
+        Box::pin(async move {
+            Streams::append(self, plugin, channel, event, data)
+                .await
+                .map_err(|e| LogUnavailable(e.to_string()))
+        })
     }
 }
 

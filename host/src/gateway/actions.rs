@@ -6,6 +6,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 
 use super::mount::Mount;
+use super::publisher::{self, Audience, Channels};
 use super::wire::{self, Args};
 use crate::plugins::{Action, Rejection};
 
@@ -54,21 +55,17 @@ async fn apply_one(
             include_sender,
         } => {
             let data = wire::single(&data_json)?;
-            // SSE subscribers of the channel (history, ids) get it too.
-            t.mount
-                .channels
-                .publish(&channel, &event, &data)
+            let to = Channels {
+                space: &t.mount.channels,
+                stats: &t.mount.stats,
+            };
+            let audience = Audience::From {
+                socket,
+                include_sender,
+            };
+            publisher::publish(&to, audience, &channel, &event, &data)
                 .await
                 .map_err(|e| e.to_string())?;
-            let ops = if include_sender {
-                socket.within(channel.clone())
-            } else {
-                socket.to(channel.clone())
-            };
-            ops.emit(&event, &data)
-                .await
-                .map_err(|e| format!("publish {event} to {channel}: {e}"))?;
-            t.mount.stats.events_out.inc();
         }
         Action::SendTo {
             socket: id,

@@ -2,9 +2,11 @@
 //! gateway only moves messages; what they mean is up to the plugin.
 
 mod actions;
+mod adapter;
 mod detach;
 mod mount;
 mod namespaces;
+mod publisher;
 mod session;
 mod throttle;
 mod unmount;
@@ -14,11 +16,13 @@ pub use actions::DISCONNECT_EVENT;
 pub use detach::detach_handshake;
 pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;
+pub use publisher::{Audience, Channels, Publication, publish};
 pub use throttle::{ConnectionLimiter, EventLimits};
 pub use unmount::{PLUGIN_REMOVED, unmount};
 
-/// The Socket.IO adapter (local, or Redis in cluster mode) and the types bound to it.
-pub use crate::cluster::Adapter;
+pub use adapter::{Adapter, AdapterDriver, CrossNode, CrossNodeError, CrossNodeStats};
+pub use socketioxide_redis::drivers::ChanItem;
+/// The Socket.IO server and the types bound to its adapter.
 pub type Io = socketioxide::SocketIo<Adapter>;
 type SocketRef = socketioxide::extract::SocketRef<Adapter>;
 type AckSender = socketioxide::extract::AckSender<Adapter>;

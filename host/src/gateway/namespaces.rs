@@ -42,7 +42,7 @@ impl Gateway {
             verifier,
             connections,
             channels,
-            presence: Presence::memory(crate::server::node_id(&config)),
+            presence: Presence::memory(config.node_id()),
             config,
             metrics,
             in_flight: InFlight::default(),
@@ -96,5 +96,19 @@ impl Gateway {
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");
         mount::serve(mount).await
+    }
+}
+
+/// The control service mounts and unmounts namespaces through this.
+impl crate::control::Namespaces for Gateway {
+    fn mount(
+        &self,
+        slot: Arc<PluginSlot>,
+    ) -> futures::future::BoxFuture<'_, Result<(), crate::control::NamespaceError>> {
+        Box::pin(async move { Gateway::mount(self, slot).await.map_err(Into::into) })
+    }
+
+    fn unmount(&self, slot: &PluginSlot) -> usize {
+        super::unmount(&self.io, slot)
     }
 }

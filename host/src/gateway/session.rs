@@ -70,7 +70,9 @@ impl Session {
             conn,
             mount,
             guard,
-            queue: Mutex::default(),
+            // Room for the `Connected` work only: an idle socket keeps what it has, and
+            // the default first allocation (4 slots, ~400 bytes) is paid by every socket.
+            queue: Mutex::new(VecDeque::with_capacity(1)),
             draining: AtomicBool::new(false),
             throttle,
             kicked: AtomicBool::new(false),

@@ -23,10 +23,9 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry as Prom;
 
 use crate::channels::Hub;
-use crate::cluster::{ClusterDriver, Redis};
-use crate::gateway::Io;
+use crate::gateway::{AdapterDriver, Io};
 use crate::plugins::{PluginVersion, Registry};
-use crate::server::AppState;
+use crate::state::AppState;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -64,8 +63,8 @@ pub struct Sources {
     pub registry: Arc<Registry>,
     pub hub: Arc<Hub>,
     pub io: Io,
-    pub cluster: ClusterDriver,
-    pub redis: Option<Redis>,
+    pub cluster: AdapterDriver,
+    pub upstream: Option<Arc<dyn super::Upstream>>,
 }
 
 impl Metrics {
@@ -90,7 +89,7 @@ impl Metrics {
         );
         prom.register(
             "events_out",
-            "Socket.IO events sent: emits, send-tos and channel publishes (one per publish)",
+            "Socket.IO events sent: emits, send-tos and channel publishes from plugins or the publish API (one per publish)",
             events_out.clone(),
         );
         prom.register("acks", "Acks sent to clients, by result", acks.clone());
@@ -283,21 +282,21 @@ impl Collector for Snapshot {
 
         self.plugins(&mut enc, &slots)?;
 
-        if let ClusterDriver::Redis(d) = &s.cluster {
+        if let Some(d) = s.cluster.stats() {
             family(
                 &mut enc,
                 "cluster_published",
                 "Messages published to other nodes",
-                &[(vec![], counter(d.published.load(Ordering::Relaxed)))],
+                &[(vec![], counter(d.published))],
             )?;
             family(
                 &mut enc,
                 "cluster_dropped",
                 "Cross-node messages lost (outbox full or Redis unreachable)",
-                &[(vec![], counter(d.dropped.load(Ordering::Relaxed)))],
+                &[(vec![], counter(d.dropped))],
             )?;
         }
-        if let Some(r) = &s.redis {
+        if let Some(r) = &s.upstream {
             family(
                 &mut enc,
                 "redis_up",

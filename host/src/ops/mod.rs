@@ -9,10 +9,17 @@ mod shutdown;
 pub use metrics::{Metrics, NsMetrics, Sources};
 pub use shutdown::InFlight;
 
+/// A backend the node depends on (Redis in cluster mode), reported by
+/// `/readyz` and the `redis_up` metric. `cluster` implements it.
+pub trait Upstream: Send + Sync {
+    /// Whether the last command succeeded.
+    fn healthy(&self) -> bool;
+}
+
 use axum::Router;
 use axum::routing::get;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `/healthz`, `/readyz`, `/metrics`, `/asyncapi.json`.
 pub fn router() -> Router<AppState> {

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::credentials;
 use super::error::PublishError;
 use crate::channels::ChannelError;
-use crate::server::AppState;
+use crate::gateway;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,20 +36,20 @@ pub(super) async fn publish(
         .registry
         .get(&p.plugin)
         .ok_or_else(|| PublishError::UnknownPlugin(p.plugin.clone()))?;
-    let id = state
-        .channels
-        .space(&slot.name)
-        .publish(&p.channel, &p.event, &p.data)
+    let space = state.channels.space(&slot.name);
+    let to = gateway::Channels {
+        space: &space,
+        stats: &state.metrics.namespace(&slot.mount),
+    };
+    let audience = gateway::Audience::Room {
+        io: &state.io,
+        mount: &slot.mount,
+    };
+    let id = gateway::publish(&to, audience, &p.channel, &p.event, &p.data)
         .await
         .map_err(|e| match e {
             ChannelError::Closed => PublishError::Closed,
             other => PublishError::Name(other),
         })?;
-    if let Some(ns) = state.io.of(slot.mount.as_str()) {
-        // Socket.IO delivery is best effort, like the plugins' own publishes.
-        if let Err(e) = ns.to(p.channel.clone()).emit(&p.event, &p.data).await {
-            tracing::warn!(plugin = %slot.name, channel = %p.channel, "publish to Socket.IO failed: {e}");
-        }
-    }
     Ok(Json(json!({ "ok": true, "id": id.to_string() })))
 }

@@ -11,7 +11,7 @@ use axum::routing::post;
 
 pub use error::PublishError;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The publish API routes.
 pub fn router() -> Router<AppState> {

@@ -14,7 +14,7 @@ use super::stream::{self, StreamSettings};
 use crate::auth::{AuthError, AuthMode};
 use crate::channels::{ChannelError, StreamRefused};
 use crate::plugins::{Connection, Transport};
-use crate::server::AppState;
+use crate::state::AppState;
 
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 

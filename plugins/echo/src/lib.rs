@@ -1,26 +1,31 @@
 //! `echo`: sends every event back to its sender, unchanged.
 //!
 //! An event that asks for an ack is acked with exactly its own arguments and binary
-//! attachments; any other event is emitted back under the same name.
+//! attachments; any other event is emitted back under the same name. An acked
+//! [`EMIT_AND_ACK`] event gets both: emitted back, then acked (an answer in two packets,
+//! the benchmarks' interactive scenario).
 
 use portico_sdk::prelude::*;
 
 /// The echo plugin.
 pub struct Echo;
 
+/// An acked event of this name is emitted back and then acked.
+pub const EMIT_AND_ACK: &str = "emit-and-ack";
+
 impl Plugin for Echo {
     fn manifest() -> Manifest {
         Manifest::new("echo", env!("CARGO_PKG_VERSION"))
-            .description("Sends every event back to its sender: as the ack when one is asked for, else as the same event")
+            .description("Sends every event back to its sender: as the ack when one is asked for, else as the same event; an acked `emit-and-ack` both ways")
     }
 
     fn on_event(_conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
-        let action = if event.wants_ack() {
-            Action::ack_payload(event.payload())
-        } else {
-            Action::emit_payload(event.name(), event.payload())
-        };
-        Ok(vec![action])
+        let emit = || Action::emit_payload(event.name(), event.payload());
+        Ok(match (event.wants_ack(), event.name()) {
+            (true, EMIT_AND_ACK) => vec![emit(), Action::ack_payload(event.payload())],
+            (true, _) => vec![Action::ack_payload(event.payload())],
+            (false, _) => vec![emit()],
+        })
     }
 }
 
@@ -67,6 +72,21 @@ mod tests {
         let payload = Payload::with_binary(&Payload::placeholder(0), vec![vec![1, 2, 3]]);
         let actions = host.send(&alice, Event::from_payload("blob", payload.clone()));
         assert_eq!(actions, Ok(vec![Action::emit_payload("blob", payload)]));
+    }
+
+    #[test]
+    fn emit_and_ack_answers_twice_in_order() {
+        let host = TestHost::<Echo>::new();
+        let alice = host.anonymous();
+        let event = Event::new(EMIT_AND_ACK, &json!({ "n": 1 })).with_ack();
+        let payload = event.payload();
+        assert_eq!(
+            host.send(&alice, event),
+            Ok(vec![
+                Action::emit_payload(EMIT_AND_ACK, payload.clone()),
+                Action::ack_payload(payload),
+            ])
+        );
     }
 
     #[test]

@@ -836,10 +836,12 @@ impl<A: Adapter> Socket<A> {
         })?;
         #[cfg(feature = "tracing")]
         tracing::debug!(?event, "reading");
-        if let Some(handler) = self.message_handlers.read().unwrap().get(event) {
+        // Taken out of the locks first: the handler starts running in this call, and may
+        // register handlers itself.
+        let handler = self.message_handlers.read().unwrap().get(event).cloned();
+        let handler = handler.or_else(|| self.fallback_message_handler.read().unwrap().clone());
+        if let Some(handler) = handler {
             handler.call(self.clone(), data, ack);
-        } else if let Some(fallback) = self.fallback_message_handler.read().unwrap().as_ref() {
-            fallback.call(self.clone(), data, ack);
         }
         Ok(())
     }

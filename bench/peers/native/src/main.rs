@@ -139,7 +139,11 @@ fn mount_echo(io: &SocketIo, auth: Arc<Auth>) {
                        Event(event): Event,
                        Data(v): Data<Value>,
                        AckIfAsked(ack)| {
+                    // An acked `emit-and-ack` is emitted back, then acked.
                     let _ = match ack {
+                        Some(ack) if event == "emit-and-ack" => {
+                            socket.emit(&event, &v).and_then(|()| ack.send(&v))
+                        }
                         Some(ack) => ack.send(&v),
                         None => socket.emit(&event, &v),
                     };

@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, default_value = "make bench")]
     command: String,
     /// Scenarios to run (letters), default all.
-    #[arg(long, default_value = "abcdef")]
+    #[arg(long, default_value = "abcdefgh")]
     only: String,
 }
 
@@ -92,6 +92,8 @@ pub struct Settings {
     pub subscribers: usize,
     pub pub_inflight: usize,
     pub idle_conns: usize,
+    pub interactive_conns: usize,
+    pub interactive_rate: f64,
 }
 
 impl Settings {
@@ -115,6 +117,8 @@ impl Settings {
             subscribers: 1000,
             pub_inflight: 64,
             idle_conns: 10_000,
+            interactive_conns: 10,
+            interactive_rate: 100.0,
         }
     }
 }
@@ -199,10 +203,21 @@ fn start_with_env(
     scenario: &str,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
+    start_on(p, peer, scenario, env, SERVER_CORE)
+}
+
+/// Start `peer` on `cores` (a `taskset -c` list).
+fn start_on(
+    p: &Paths,
+    peer: Peer,
+    scenario: &str,
+    env: &[(&str, &str)],
+    cores: &str,
+) -> anyhow::Result<Server> {
     let log = p.logs.join(format!("{scenario}-{peer:?}.log"));
     let mut cmd = match peer {
         Peer::PorticoWarm | Peer::PorticoFresh | Peer::PorticoCurrent => {
-            let mut c = pinned(SERVER_CORE, &p.portico);
+            let mut c = pinned(cores, &p.portico);
             c.args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
                 .arg("--plugins")
                 .arg(&p.plugins)
@@ -241,7 +256,7 @@ fn start_with_env(
             c
         }
         Peer::NativeMulti | Peer::NativeCurrent => {
-            let mut c = pinned(SERVER_CORE, &p.native);
+            let mut c = pinned(cores, &p.native);
             c.args(["--listen", "127.0.0.1:0", "--max-buffer-size", MAX_BUFFER])
                 .args([
                     "--runtime",
@@ -255,7 +270,7 @@ fn start_with_env(
             c
         }
         Peer::Node => {
-            let mut c = pinned(SERVER_CORE, "node");
+            let mut c = pinned(cores, "node");
             c.arg(&p.node_server)
                 .env("PORT", "0")
                 .env("BENCH_SECRET", SECRET)
@@ -279,7 +294,17 @@ fn timing_args(s: &Settings) -> Vec<String> {
 /// Run the generator against a fresh server, sampling the server's CPU time over the
 /// measured window.
 fn measure(p: &Paths, peer: Peer, scenario: &str, args: Vec<String>) -> anyhow::Result<Measured> {
-    let server = start(p, peer, scenario)?;
+    measure_on(p, peer, scenario, args, SERVER_CORE)
+}
+
+fn measure_on(
+    p: &Paths,
+    peer: Peer,
+    scenario: &str,
+    args: Vec<String>,
+    cores: &str,
+) -> anyhow::Result<Measured> {
+    let server = start_on(p, peer, scenario, &[], cores)?;
     let mut full = args;
     full.splice(1..1, ["--url".into(), format!("http://{}", server.addr)]);
     let pid = server.pid;
@@ -305,6 +330,10 @@ fn measure(p: &Paths, peer: Peer, scenario: &str, args: Vec<String>) -> anyhow::
 }
 
 fn scenario_echo(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    cell(measure(p, peer, "a-echo", echo_args(s)))
+}
+
+fn echo_args(s: &Settings) -> Vec<String> {
     let mut args = vec![
         "echo".into(),
         "--conns".into(),
@@ -313,10 +342,27 @@ fn scenario_echo(p: &Paths, s: &Settings, peer: Peer) -> Cell {
         s.echo_inflight.to_string(),
     ];
     args.extend(timing_args(s));
-    cell(measure(p, peer, "a-echo", args))
+    args
+}
+
+/// (g) an event answered with an emit and an ack, one at a time per connection, at low load.
+fn scenario_interactive(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    let mut args = vec![
+        "interactive".into(),
+        "--conns".into(),
+        s.interactive_conns.to_string(),
+        "--rate".into(),
+        s.interactive_rate.to_string(),
+    ];
+    args.extend(timing_args(s));
+    cell(measure(p, peer, "g-interactive", args))
 }
 
 fn scenario_fanout(p: &Paths, s: &Settings, peer: Peer) -> Cell {
+    cell(measure(p, peer, "b-fanout", fanout_args(s)))
+}
+
+fn fanout_args(s: &Settings) -> Vec<String> {
     let mut args = vec![
         "fanout".into(),
         "--subscribers".into(),
@@ -325,7 +371,24 @@ fn scenario_fanout(p: &Paths, s: &Settings, peer: Peer) -> Cell {
         s.pub_inflight.to_string(),
     ];
     args.extend(timing_args(s));
-    cell(measure(p, peer, "b-fanout", args))
+    args
+}
+
+/// Cores the server gets in the scaling runs (h): both, so it shares core 1 with the
+/// generator.
+const SCALING_CORES: &str = "0,1";
+
+/// (h) echo and fan-out again with the server on two cores; the one-core figures are (a)
+/// and (b). Only the multi-thread peers can use a second core.
+fn scenario_scaling(p: &Paths, s: &Settings, peer: Peer, key: &str) -> Cell {
+    if !matches!(peer, Peer::PorticoWarm | Peer::NativeMulti) {
+        return Cell::Unavailable("only the multi-thread peers run on two cores".into());
+    }
+    let (name, args) = match key {
+        "h-echo" => ("h-echo-2cores", echo_args(s)),
+        _ => ("h-fanout-2cores", fanout_args(s)),
+    };
+    cell(measure_on(p, peer, name, args, SCALING_CORES))
 }
 
 fn scenario_idle(p: &Paths, s: &Settings, peer: Peer) -> Cell {
@@ -613,10 +676,11 @@ fn main() -> anyhow::Result<()> {
     let features = probe(&paths);
 
     type Run = fn(&Paths, &Settings, Peer) -> Cell;
-    let plain: [(char, &str, Run); 3] = [
+    let plain: [(char, &str, Run); 4] = [
         ('a', "a", scenario_echo),
         ('b', "b", scenario_fanout),
         ('c', "c", scenario_idle),
+        ('g', "g", scenario_interactive),
     ];
     for (letter, key, run) in plain {
         if !wants(letter) {
@@ -655,6 +719,18 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("  failed: {e}");
             }
             rep.add("f", peer, c);
+        }
+    }
+    if wants('h') {
+        for key in ["h-echo", "h-fanout"] {
+            for &peer in &settings.peers {
+                eprintln!("scenario ({key}, two cores) {}...", peer.label());
+                let c = scenario_scaling(&paths, &settings, peer, key);
+                if let Cell::Failed(e) = &c {
+                    eprintln!("  failed: {e}");
+                }
+                rep.add(key, peer, c);
+            }
         }
     }
     let micro = std::fs::read_to_string(paths.root.join("target/bench/plugin_call.json"))

@@ -52,8 +52,9 @@ use crate::socket::Socket;
 
 use super::MakeErasedHandler;
 
-/// A Type Erased [`MessageHandler`] so it can be stored in a HashMap
-pub(crate) type BoxedMessageHandler<A> = Box<dyn ErasedMessageHandler<A>>;
+/// A Type Erased [`MessageHandler`] so it can be stored in a HashMap.
+/// Shared, so that a socket can take it out of its handler map before calling it.
+pub(crate) type BoxedMessageHandler<A> = Arc<dyn ErasedMessageHandler<A>>;
 
 pub(crate) trait ErasedMessageHandler<A: Adapter>: Send + Sync + 'static {
     fn call(&self, s: Arc<Socket<A>>, v: Value, ack_id: Option<i64>);
@@ -88,8 +89,8 @@ where
     H: MessageHandler<A, T>,
     A: Adapter,
 {
-    pub fn new_message_boxed(inner: H) -> Box<dyn ErasedMessageHandler<A>> {
-        Box::new(MakeErasedHandler::new(inner))
+    pub fn new_message_boxed(inner: H) -> BoxedMessageHandler<A> {
+        Arc::new(MakeErasedHandler::new(inner))
     }
 }
 impl<A, T, H> ErasedMessageHandler<A> for MakeErasedHandler<H, A, T>
@@ -171,6 +172,23 @@ where
     }
 }
 
+/// Run a message handler's future in the calling (socket reader) task until it first
+/// waits, and spawn a task only for what is left.
+///
+/// Most handlers answer without awaiting anything: they then cost no task (allocation,
+/// scheduling, a wake-up) at all, and a socket's events start in the order they arrived.
+/// Under load this also keeps the multi-thread scheduler fair: one spawned task per event
+/// overflows a worker's local queue into the global queue, which a busy worker polls only
+/// every few dozen ticks, so some events waited seconds.
+fn run_or_spawn<Fut: Future<Output = ()> + Send + 'static>(fut: Fut) {
+    let mut fut = Box::pin(fut);
+    // The future is polled again, with its task's waker, if it is spawned.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(fut);
+    }
+}
+
 /// Empty handler
 impl<A, F, Fut> MessageHandler<A, ()> for F
 where
@@ -180,7 +198,7 @@ where
 {
     fn call(&self, _: Arc<Socket<A>>, _: Value, _: Option<i64>) {
         let fut = (self.clone())();
-        tokio::spawn(fut);
+        run_or_spawn(fut);
     }
 }
 
@@ -219,7 +237,7 @@ macro_rules! impl_async_handler {
                 };
 
                 let fut = (self.clone())($($ty,)* last);
-                tokio::spawn(fut);
+                run_or_spawn(fut);
             }
         }
     };

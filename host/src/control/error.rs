@@ -1,0 +1,22 @@
+//! Errors of the plugin control service.
+
+use crate::plugins::{LoadError, RegistryError};
+
+/// A change to the plugin set was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No plugin by that name is mounted.
+    #[error("no plugin named {0:?}")]
+    NotFound(String),
+    /// The component did not compile or validate.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The registry cannot do that (mount taken, no earlier revision, ...).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+pub type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// A namespace could not be served or taken down by whoever serves them.
+pub type NamespaceError = Box<dyn std::error::Error + Send + Sync>;
