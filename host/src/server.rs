@@ -1,4 +1,6 @@
-//! Wiring: build the engine, load plugins, mount them, and serve HTTP.
+//! Wiring: pick the backends once (`Backends`: memory, or Redis in
+//! cluster mode), build the engine, the channel hub and the control
+//! service, load the plugin set through it, mount it, and serve HTTP.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -208,35 +210,7 @@ impl Server {
                 }
             });
         }
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let serve = async {
-            match self.tls {
-                None => {
-                    axum::serve(self.listener, app)
-                        .with_graceful_shutdown(signal.clone())
-                        .await
-                }
-                Some(config) => {
-                    let handle = axum_server::Handle::<SocketAddr>::new();
-                    let stopper = handle.clone();
-                    let signal = signal.clone();
-                    tokio::spawn(async move {
-                        signal.await;
-                        stopper.graceful_shutdown(Some(grace));
-                    });
-                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                        axum_server::tls_rustls::RustlsConfig::from_config(config),
-                    );
-                    axum_server::Server::<SocketAddr>::from_listener(self.listener)
-                        .acceptor(acceptor)
-                        .handle(handle)
-                        .serve(app)
-                        .await
-                }
-            }
-        };
+        let serve = serve(self.listener, self.router, self.tls, signal.clone(), grace);
         let in_flight = self.state.gateway.in_flight().clone();
         let finished = async {
             serve.await?;
@@ -262,6 +236,37 @@ impl Server {
             }
         }
     }
+}
+
+/// Serve `router` on `listener` until `signal`: plain HTTP/1.1 and h2c, or
+/// TLS with ALPN; connections still open `grace` after the signal are cut.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    signal: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let Some(config) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await;
+    };
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        signal.await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+        axum_server::tls_rustls::RustlsConfig::from_config(config),
+    );
+    axum_server::Server::<SocketAddr>::from_listener(listener)
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(app)
+        .await
 }
 
 /// The capabilities that differ between one node and a cluster, chosen once.

@@ -110,30 +110,7 @@ async fn handshake(
     .inspect_err(|e| mount.metrics.auth_failure("socketio", e.code()))?;
     let expires_at = verified.as_ref().and_then(|v| v.expires_at);
     let principal = verified.map(|Verified { principal, .. }| principal);
-    let conn = Connection {
-        id: socket.id.to_string(),
-        namespace: mount.slot.mount.clone(),
-        transport: match socket.transport_type() {
-            socketioxide::TransportType::Websocket => Transport::WebSocket,
-            socketioxide::TransportType::Polling => Transport::Polling,
-        },
-        remote_addr: remote.map(|a| a.to_string()),
-        principal,
-        query: parts
-            .uri
-            .query()
-            .map(|q| {
-                form_urlencoded(q)
-                    .filter(|(k, _)| k != "token" && k != "EIO" && k != "transport" && k != "sid")
-                    .collect()
-            })
-            .unwrap_or_default(),
-        auth_json: if auth.is_object() {
-            auth.to_string()
-        } else {
-            "{}".into()
-        },
-    };
+    let conn = connection(&mount, &socket, remote, principal, &auth);
 
     if mount.slot.is_unmounted() {
         return Err(Refusal(Rejection::new(
@@ -174,6 +151,41 @@ async fn handshake(
         }
     });
     Ok(())
+}
+
+/// What the plugin sees of a connecting socket (no token in the query).
+fn connection(
+    mount: &Mount,
+    socket: &SocketRef,
+    remote: Option<SocketAddr>,
+    principal: Option<crate::plugins::Principal>,
+    auth: &serde_json::Value,
+) -> Connection {
+    Connection {
+        id: socket.id.to_string(),
+        namespace: mount.slot.mount.clone(),
+        transport: match socket.transport_type() {
+            socketioxide::TransportType::Websocket => Transport::WebSocket,
+            socketioxide::TransportType::Polling => Transport::Polling,
+        },
+        remote_addr: remote.map(|a| a.to_string()),
+        principal,
+        query: socket
+            .req_parts()
+            .uri
+            .query()
+            .map(|q| {
+                form_urlencoded(q)
+                    .filter(|(k, _)| k != "token" && k != "EIO" && k != "transport" && k != "sid")
+                    .collect()
+            })
+            .unwrap_or_default(),
+        auth_json: if auth.is_object() {
+            auth.to_string()
+        } else {
+            "{}".into()
+        },
+    }
 }
 
 /// A timer that disconnects the socket with reason `token_expired` at `at`
