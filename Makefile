@@ -3,8 +3,8 @@
 CARGO       ?= cargo
 JOBS        ?= 2
 WASM_TARGET := wasm32-wasip2
-EXAMPLES    := echo chat counter feed
-TEST_ONLY   := faulty
+EXAMPLES    := echo chat counter feed bridge
+TEST_ONLY   := faulty probe
 PLUGIN_OUT  := target/$(WASM_TARGET)/plugin
 RUN_DIR     := target/run-plugins
 DEV_SECRET  ?= portico-dev-secret-change-me

@@ -99,7 +99,7 @@ test('replacing chat under load: no lost or failed ack, nobody disconnected, new
 });
 
 test('every bad upload is refused with a precise reason and the old version keeps serving', async () => {
-  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '300000' } });
+  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '360000' } });
   const s = await open(node.url, '/chat');
   const serving = async () => {
     assert.equal((await call(s, 'nick', { name: 'x' })).v, '0.1.0');

@@ -408,6 +408,37 @@ pub struct PluginConfig {
     pub events_per_sec: Option<u32>,
     /// Per-socket burst on this namespace; default `throttle.event_burst`.
     pub event_burst: Option<u32>,
+    /// Origins the plugin may send HTTP requests to (`https://api.internal:8443`); none by default.
+    pub outbound: Vec<String>,
+    /// Private address ranges (`10.0.0.0/8`) the allowed names may resolve to;
+    /// none by default, so a name resolving to a private address is refused.
+    pub outbound_addresses: Vec<String>,
+    /// The longest one outbound request may take; default 5000.
+    pub outbound_timeout_ms: Option<u64>,
+    /// Largest outbound response body; default 1 MiB.
+    pub outbound_max_response_bytes: Option<u64>,
+    /// Outbound requests of this plugin in flight at once; default 16.
+    pub outbound_max_in_flight: Option<u32>,
+}
+
+impl PluginConfig {
+    /// The plugin's outbound HTTP settings; an error names a malformed origin or range.
+    pub fn outbound_settings(
+        &self,
+    ) -> Result<crate::outbound::OutboundSettings, crate::outbound::PolicyError> {
+        let d = crate::outbound::OutboundSettings::default();
+        Ok(crate::outbound::OutboundSettings {
+            policy: crate::outbound::Policy::new(&self.outbound, &self.outbound_addresses)?,
+            timeout: self
+                .outbound_timeout_ms
+                .map_or(d.timeout, std::time::Duration::from_millis),
+            max_response_bytes: self
+                .outbound_max_response_bytes
+                .unwrap_or(d.max_response_bytes),
+            max_in_flight: self.outbound_max_in_flight.unwrap_or(d.max_in_flight),
+            max_redirects: d.max_redirects,
+        })
+    }
 }
 
 impl Config {
@@ -442,9 +473,14 @@ impl Config {
                     .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
             }
         }
-        toml::Value::Table(doc)
+        let config: Self = toml::Value::Table(doc)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        for (name, p) in &config.plugins {
+            p.outbound_settings()
+                .map_err(|e| ConfigError::Invalid(format!("plugins.{name}: {e}")))?;
+        }
+        Ok(config)
     }
 
     /// The settings a plugin is installed with: its own, else the defaults.
@@ -463,6 +499,14 @@ impl Config {
             },
             config: p.config,
         }
+    }
+
+    /// Every configured plugin's outbound HTTP settings (checked when the config was loaded).
+    pub fn outbound_settings(&self) -> HashMap<String, crate::outbound::OutboundSettings> {
+        self.plugins
+            .iter()
+            .filter_map(|(name, p)| Some((name.clone(), p.outbound_settings().ok()?)))
+            .collect()
     }
 
     /// The event rate and burst of a plugin's sockets.

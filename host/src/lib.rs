@@ -12,6 +12,9 @@
 //! - [`channels`]: ids, history and SSE subscribers of channels.
 //! - [`publish`]: the server publish API.
 //! - [`presence`]: who is in a channel, on this node or across the cluster.
+//! - [`connstate`]: plugins' connection records and per-connection state.
+//! - [`timers`]: plugin timers.
+//! - [`outbound`]: plugins' HTTP requests to allowed origins.
 //! - [`cluster`]: the Redis implementations of the domains' capabilities.
 //! - [`ops`]: health probes, metrics, the AsyncAPI document, shutdown.
 //! - [`demo`]: the demo page (`--demo`).
@@ -25,15 +28,18 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod connstate;
 pub mod control;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;
 pub mod ops;
+pub mod outbound;
 pub mod plugins;
 pub mod presence;
 pub mod publish;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod timers;
 pub mod tls;

@@ -90,7 +90,8 @@ impl Server {
         let backends = Backends::choose(&config).await?;
         let registry = Arc::new(
             Registry::new(Arc::new(engine), backends.kv.clone())
-                .with_presence(backends.presence.clone()),
+                .with_presence(backends.presence.clone())
+                .with_outbound(config.outbound_settings()),
         );
         let (layer, io) = socketio(&config, backends.driver.clone());
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;

@@ -51,6 +51,9 @@ pub(super) enum ActionError {
     BadSocketId(String),
     #[error("disconnect: {0}")]
     Disconnect(#[from] SocketError),
+    /// A call about no connection (a timer of its own) returned an action that needs one.
+    #[error("{0} needs a connection; this call has none")]
+    NeedsConnection(String),
 }
 
 async fn apply_one(
@@ -83,7 +86,7 @@ async fn apply_one(
             socket: id,
             event,
             payload,
-        } => send_to(t, id, &event, payload)?,
+        } => send_to(t.mount, &id, &event, payload)?,
         Action::Join(channel) => {
             socket.join(channel.clone());
             let id = socket.id.to_string();
@@ -131,31 +134,77 @@ async fn publish(
 }
 
 fn send_to(
-    t: &Target<'_>,
-    id: String,
+    mount: &Mount,
+    id: &str,
     event: &str,
     payload: crate::plugins::Payload,
 ) -> Result<(), ActionError> {
     let args = Args::new(payload).map_err(ActionError::Payload)?;
     let Ok(sid) = id.parse::<Sid>() else {
-        return Err(ActionError::BadSocketId(id));
+        return Err(ActionError::BadSocketId(id.to_owned()));
     };
-    let target = t
-        .mount
+    let target = mount
         .io
-        .of(&t.mount.slot.mount)
+        .of(&mount.slot.mount)
         .and_then(|ns| ns.get_socket(sid));
     match target {
-        Some(s) => {
-            counted(t.mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
-                what: format!("send-to {id}"),
-                source,
-            })
-        }
+        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
+            what: format!("send-to {id}"),
+            source,
+        }),
         None => {
             tracing::debug!(socket = %id, "send-to: no such socket here");
             Ok(())
         }
+    }
+}
+
+/// Perform what a call about no connection returned (a timer of its own):
+/// publications and direct messages; actions that need "the connection" are skipped.
+pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
+    for action in actions {
+        let done = match action {
+            Action::Publish {
+                channel,
+                event,
+                data_json,
+                ..
+            } => publish_detached(mount, channel, event, &data_json).await,
+            Action::SendTo {
+                socket,
+                event,
+                payload,
+            } => send_to(mount, &socket, &event, payload),
+            other => Err(ActionError::NeedsConnection(format!("{other:?}"))),
+        };
+        if let Err(e) = done {
+            tracing::warn!(plugin = %mount.slot.name, "plugin action skipped: {e}");
+        }
+    }
+}
+
+async fn publish_detached(
+    mount: &Mount,
+    channel: String,
+    event: String,
+    data_json: &str,
+) -> Result<(), ActionError> {
+    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let to = Channels {
+        space: &mount.channels,
+        stats: &mount.stats,
+    };
+    let audience = Audience::Room {
+        io: &mount.io,
+        mount: &mount.slot.mount,
+    };
+    match publisher::publish(&to, audience, &channel, &event, &data).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ActionError::Publish {
+            event,
+            channel,
+            source,
+        }),
     }
 }
 

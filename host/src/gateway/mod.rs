@@ -15,6 +15,7 @@ mod namespaces;
 mod publisher;
 mod session;
 mod throttle;
+mod timers;
 mod unmount;
 mod wire;
 

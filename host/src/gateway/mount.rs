@@ -64,6 +64,7 @@ pub(super) async fn serve(mount: Mount) -> Result<(), MountError> {
     let path = mount.slot.mount.clone();
     let io = mount.io.clone();
     let mount = Arc::new(mount);
+    super::timers::deliver(&mount);
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
         async move { handshake(mount, socket, auth.unwrap_or_default()).await }
@@ -110,7 +111,30 @@ async fn handshake(
     .inspect_err(|e| mount.metrics.auth_failure("socketio", e.code()))?;
     let expires_at = verified.as_ref().and_then(|v| v.expires_at);
     let principal = verified.map(|Verified { principal, .. }| principal);
-    let conn = connection(&mount, &socket, remote, principal, &auth);
+    let conn = Connection {
+        id: socket.id.to_string(),
+        namespace: mount.slot.mount.clone(),
+        transport: match socket.transport_type() {
+            socketioxide::TransportType::Websocket => Transport::WebSocket,
+            socketioxide::TransportType::Polling => Transport::Polling,
+        },
+        remote_addr: remote.map(|a| a.to_string()),
+        principal,
+        query: parts
+            .uri
+            .query()
+            .map(|q| {
+                form_urlencoded(q)
+                    .filter(|(k, _)| k != "token" && k != "EIO" && k != "transport" && k != "sid")
+                    .collect()
+            })
+            .unwrap_or_default(),
+        auth_json: if auth.is_object() {
+            auth.to_string()
+        } else {
+            "{}".into()
+        },
+    };
 
     if mount.slot.is_unmounted() {
         return Err(Refusal(Rejection::new(
@@ -120,11 +144,8 @@ async fn handshake(
     }
     let guard = mount.slot.connect();
     let version = mount.slot.version_for(guard.on_canary());
-    let actions = match version.on_connect(&conn).await {
-        Ok(Ok(actions)) => actions,
-        Ok(Err(rejection)) => return Err(Refusal(rejection)),
-        Err(e) => return Err(Refusal(e.to_rejection())),
-    };
+    let conn = Arc::new(conn);
+    let actions = on_connect(&version, &conn).await?;
     let session = Arc::new(Session::new(conn, mount.clone(), guard));
     session.push(Work::Connected(actions));
     if let Some(exp) = expires_at {
@@ -144,6 +165,7 @@ async fn handshake(
             session.push(Work::Disconnected(reason.to_string()));
             session.drain(&socket).await;
             let mount = &session.mount;
+            ended(&mount.slot.active(), &session.conn.id);
             mount
                 .presence
                 .disconnected(&mount.slot.name, &session.conn.id)
@@ -153,39 +175,26 @@ async fn handshake(
     Ok(())
 }
 
-/// What the plugin sees of a connecting socket (no token in the query).
-fn connection(
-    mount: &Mount,
-    socket: &SocketRef,
-    remote: Option<SocketAddr>,
-    principal: Option<crate::plugins::Principal>,
-    auth: &serde_json::Value,
-) -> Connection {
-    Connection {
-        id: socket.id.to_string(),
-        namespace: mount.slot.mount.clone(),
-        transport: match socket.transport_type() {
-            socketioxide::TransportType::Websocket => Transport::WebSocket,
-            socketioxide::TransportType::Polling => Transport::Polling,
-        },
-        remote_addr: remote.map(|a| a.to_string()),
-        principal,
-        query: socket
-            .req_parts()
-            .uri
-            .query()
-            .map(|q| {
-                form_urlencoded(q)
-                    .filter(|(k, _)| k != "token" && k != "EIO" && k != "transport" && k != "sid")
-                    .collect()
-            })
-            .unwrap_or_default(),
-        auth_json: if auth.is_object() {
-            auth.to_string()
-        } else {
-            "{}".into()
-        },
-    }
+/// Register the connection with the plugin (before `on-connect`, which may
+/// already set state or timers), then ask it; a refused one is ended at once.
+async fn on_connect(
+    version: &crate::plugins::PluginVersion,
+    conn: &Arc<Connection>,
+) -> Result<Vec<crate::plugins::Action>, Refusal> {
+    version.connections().register(conn.clone());
+    let refusal = match version.on_connect(conn).await {
+        Ok(Ok(actions)) => return Ok(actions),
+        Ok(Err(rejection)) => rejection,
+        Err(e) => e.to_rejection(),
+    };
+    ended(version, &conn.id);
+    Err(Refusal(refusal))
+}
+
+/// A connection is over for the plugin: its state and its timers go.
+fn ended(version: &crate::plugins::PluginVersion, id: &str) {
+    version.connections().end(id);
+    version.timers().cancel_for(id);
 }
 
 /// A timer that disconnects the socket with reason `token_expired` at `at`

@@ -248,6 +248,7 @@ impl Collector for Snapshot {
         )?;
 
         self.plugins(&mut enc, &slots)?;
+        capabilities(&mut enc, &slots)?;
 
         if let Some(d) = s.cluster.stats() {
             family(
@@ -386,25 +387,130 @@ impl Snapshot {
             MetricType::Histogram,
         )?;
         for (l, v) in &versions {
-            let h = &v.counters.call_time;
-            let cumulative = h.cumulative(&bounds);
-            let mut buckets: Vec<(f64, u64)> = CALL_BUCKETS.into_iter().zip(cumulative).collect();
-            let count = h.count();
-            buckets.push((f64::INFINITY, count));
-            // prometheus-client takes per-bucket counts and accumulates them.
-            let mut prev = 0;
-            for b in &mut buckets {
-                let c = b.1;
-                b.1 = c.saturating_sub(prev);
-                prev = c;
-            }
-            e.encode_family(l)?.encode_histogram::<Labels>(
-                h.sum().as_secs_f64(),
-                count,
-                &buckets,
-                None,
-            )?;
+            histogram(&mut e, l, &v.counters.call_time, &bounds)?;
         }
         Ok(())
     }
+}
+
+fn histogram(
+    e: &mut prometheus_client::encoding::MetricEncoder,
+    labels: &Labels,
+    h: &crate::plugins::Histogram,
+    bounds: &[Duration],
+) -> std::fmt::Result {
+    let cumulative = h.cumulative(bounds);
+    let mut buckets: Vec<(f64, u64)> = CALL_BUCKETS.into_iter().zip(cumulative).collect();
+    let count = h.count();
+    buckets.push((f64::INFINITY, count));
+    // prometheus-client takes per-bucket counts and accumulates them.
+    let mut prev = 0;
+    for b in &mut buckets {
+        let c = b.1;
+        b.1 = c.saturating_sub(prev);
+        prev = c;
+    }
+    e.encode_family(labels)?.encode_histogram::<Labels>(
+        h.sum().as_secs_f64(),
+        count,
+        &buckets,
+        None,
+    )
+}
+
+/// Timers, connection state and outbound HTTP, per plugin (shared by its versions).
+fn capabilities(
+    enc: &mut DescriptorEncoder,
+    slots: &[Arc<crate::plugins::PluginSlot>],
+) -> std::fmt::Result {
+    let active: Vec<_> = slots.iter().map(|s| (s.name.clone(), s.active())).collect();
+    let by_plugin = |f: &dyn Fn(&PluginVersion) -> u64| -> Vec<(Labels, ConstCounter<u64>)> {
+        active
+            .iter()
+            .map(|(n, v)| (vec![("plugin", n.clone())], counter(f(v))))
+            .collect()
+    };
+    let pending: Vec<_> = active
+        .iter()
+        .map(|(n, v)| {
+            (
+                vec![("plugin", n.clone())],
+                gauge(v.timers().pending() as i64),
+            )
+        })
+        .collect();
+    family(
+        enc,
+        "plugin_timers_pending",
+        "Timers set and not yet fired",
+        &pending,
+    )?;
+    family(
+        enc,
+        "plugin_timers_set",
+        "Timers set",
+        &by_plugin(&|v| v.timers().counts().0),
+    )?;
+    family(
+        enc,
+        "plugin_timers_fired",
+        "Timers fired",
+        &by_plugin(&|v| v.timers().counts().1),
+    )?;
+    family(
+        enc,
+        "plugin_timers_refused",
+        "Timers refused by a limit (count, delay, size)",
+        &by_plugin(&|v| v.timers().counts().2),
+    )?;
+    family(
+        enc,
+        "plugin_connection_state_refused",
+        "Connection-state writes refused by a limit (size, keys, bytes)",
+        &by_plugin(&|v| v.connections().refused()),
+    )?;
+    outbound(enc, &active)
+}
+
+/// Outbound HTTP by plugin and origin.
+fn outbound(
+    enc: &mut DescriptorEncoder,
+    active: &[(String, Arc<PluginVersion>)],
+) -> std::fmt::Result {
+    let (mut requests, mut errors, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, v) in active {
+        for (origin, st) in v.outbound().stats() {
+            let l: Labels = vec![("plugin", name.clone()), ("origin", origin)];
+            requests.push((l.clone(), counter(st.requests.load(Ordering::Relaxed))));
+            for (kind, n) in st.errors.lock().unwrap().iter() {
+                let mut l = l.clone();
+                l.push(("kind", (*kind).to_owned()));
+                errors.push((l, counter(*n)));
+            }
+            latency.push((l, st));
+        }
+    }
+    family(
+        enc,
+        "plugin_outbound_requests",
+        "Outbound HTTP requests, by plugin and origin",
+        &requests,
+    )?;
+    family(
+        enc,
+        "plugin_outbound_errors",
+        "Outbound HTTP requests refused or failed, by kind (forbidden, blocked_address, timeout, too_large, busy, invalid, failed)",
+        &errors,
+    )?;
+    let bounds = CALL_BUCKETS.map(Duration::from_secs_f64);
+    let mut e = enc.encode_descriptor(
+        "plugin_outbound_duration_seconds",
+        "Wall time of outbound HTTP requests, redirects included",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (l, st) in &latency {
+        histogram(&mut e, l, &st.latency, &bounds)?;
+    }
+    Ok(())
 }

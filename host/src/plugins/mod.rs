@@ -13,6 +13,7 @@ mod canary;
 mod engine;
 mod error;
 mod host_impl;
+mod host_v2;
 mod kv;
 mod registry;
 mod stats;
@@ -29,6 +30,7 @@ pub use registry::{
 };
 pub use stats::Histogram;
 pub use types::{
-    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport,
+    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
+    Transport,
 };
-pub use version::{Counters, Isolation, Limits, PluginVersion};
+pub use version::{Answer, Counters, Isolation, Limits, PluginVersion};
