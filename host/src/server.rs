@@ -1,4 +1,6 @@
-//! Wiring: build the engine, load plugins, mount them, and serve HTTP.
+//! Wiring: pick the backends once (`Backends`: memory, or Redis in
+//! cluster mode), build the engine, the channel hub and the control
+//! service, load the plugin set through it, mount it, and serve HTTP.
 
 use std::net::SocketAddr;
 use std::path::Path;

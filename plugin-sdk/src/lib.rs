@@ -43,7 +43,8 @@
 //! ```
 //!
 //! Build it with `crate-type = ["cdylib", "rlib"]` and
-//! `cargo build --target wasm32-wasip2 --profile plugin`: the `.wasm` file is the component.
+//! `cargo build --target wasm32-wasip2 --release`: the `.wasm` file is the component
+//! (`opt-level = "s"`, `lto = true` and `panic = "abort"` in `[profile.release]` keep it small).
 //!
 //! # Conventions
 //!

@@ -1,6 +1,10 @@
 //! The admin API, `/admin/v1`: hot-load, roll back, canary and remove
 //! plugins while clients stay connected; the data directory that makes the
-//! plugin set survive restarts; and the `portico plugin ...` CLI client.
+//! plugin set survive restarts; the replicator that shares the plugin set
+//! across nodes (over the [`PluginRecords`] capability); and the
+//! `portico plugin ...` CLI client. Handlers, the data directory and the
+//! replicator change nothing themselves: they call, or react to,
+//! [`crate::control::PluginControl`].
 //!
 //! Every route needs `Authorization: Bearer <admin token>`; without a
 //! configured token the API is disabled (404 `admin_disabled`).

@@ -106,23 +106,7 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
                 }
                 limits.call_timeout = Duration::from_millis(ms);
             }
-            "memory_limit_mb" => {
-                let mb: usize = number(key, value)?;
-                let max = config.runtime.memory_limit_mb.max(
-                    config
-                        .plugins
-                        .values()
-                        .filter_map(|p| p.memory_limit_mb)
-                        .max()
-                        .unwrap_or(0),
-                );
-                if !(1..=max).contains(&mb) {
-                    return Err(AdminError::BadRequest(format!(
-                        "memory_limit_mb={mb}: must be 1-{max} (the engine's largest memory)"
-                    )));
-                }
-                limits.memory_bytes = mb << 20;
-            }
+            "memory_limit_mb" => limits.memory_bytes = memory_limit(value, config)?,
             "isolation" => {
                 limits.isolation = match value {
                     "pooled" => Isolation::Pooled,
@@ -143,6 +127,25 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
         }
     }
     Ok(Upload { settings, rollout })
+}
+
+/// `memory_limit_mb`, within what the engine was sized for.
+fn memory_limit(value: &str, config: &Config) -> Result<usize> {
+    let mb: usize = number("memory_limit_mb", value)?;
+    let max = config.runtime.memory_limit_mb.max(
+        config
+            .plugins
+            .values()
+            .filter_map(|p| p.memory_limit_mb)
+            .max()
+            .unwrap_or(0),
+    );
+    if !(1..=max).contains(&mb) {
+        return Err(AdminError::BadRequest(format!(
+            "memory_limit_mb={mb}: must be 1-{max} (the engine's largest memory)"
+        )));
+    }
+    Ok(mb << 20)
 }
 
 #[cfg(test)]

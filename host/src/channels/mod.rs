@@ -1,6 +1,7 @@
 //! Channels: one publication reaches a plugin's Socket.IO room and its SSE
-//! subscribers alike. This module keeps the SSE side: ids, bounded history
-//! and subscriber queues (the Socket.IO side is socketioxide's rooms).
+//! subscribers alike ([`crate::gateway::publish`] does both). This module
+//! keeps the SSE side: ids, bounded history and subscriber queues; in
+//! cluster mode publications go through a shared [`ChannelLog`].
 //!
 //! # Ids and resuming
 //!

@@ -1,7 +1,17 @@
-//! Cluster mode over Redis: Socket.IO rooms across nodes (socketioxide-redis
-//! with a driver that survives Redis restarts), SSE channels over Redis
-//! Streams, and plugin KV in Redis.
-//! Without `cluster.redis_url` everything runs in memory on one node.
+//! Cluster mode over Redis: the Redis implementations of capabilities the
+//! domains define, picked by `server::Backends` when `cluster.redis_url` is
+//! set (without it everything runs in memory on one node):
+//!
+//! | here | implements | of |
+//! |---|---|---|
+//! | [`RedisDriver`] | `gateway::CrossNode` | Socket.IO rooms across nodes (survives Redis restarts) |
+//! | [`Streams`] | `channels::ChannelLog` | SSE channels over one Redis Stream per plugin |
+//! | [`RedisKv`] | `plugins::KvBackend` | plugin KV |
+//! | [`RedisPresence`] | `presence::PresenceStore` | presence with node heartbeats |
+//! | [`RedisPluginStore`] | `admin::PluginRecords` | the cluster's plugin set |
+//! | [`Redis`] | `ops::Upstream` | readiness and `redis_up` |
+//!
+//! This module imports those traits; no domain module imports this one.
 
 mod driver;
 mod error;

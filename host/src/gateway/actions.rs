@@ -51,7 +51,7 @@ pub(super) enum ActionError {
     BadSocketId(String),
     #[error("disconnect: {0}")]
     Disconnect(#[from] SocketError),
-    /// A call about no connection (a timer) returned an action that needs one.
+    /// A call about no connection (a timer of its own) returned an action that needs one.
     #[error("{0} needs a connection; this call has none")]
     NeedsConnection(String),
 }

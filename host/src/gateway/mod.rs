@@ -1,5 +1,11 @@
 //! The Socket.IO gateway: each mounted plugin serves one namespace. The
 //! gateway only moves messages; what they mean is up to the plugin.
+//!
+//! [`Gateway`] mounts namespaces for the control service (`mount`: handshake
+//! and handlers, `session`: the per-socket ordered queue, `actions`: what a
+//! plugin returned). [`publish`] owns a channel publication on both
+//! transports (SSE and the Socket.IO room). The adapter's cross-node driver
+//! is the [`CrossNode`] capability, local or Redis, picked at wiring.
 
 mod actions;
 mod adapter;

@@ -226,26 +226,7 @@ impl Collector for Snapshot {
         let s = &self.0;
         let slots = s.registry.list();
 
-        // Connections by namespace and transport, counted from socketioxide's
-        // own socket list (a polling socket that upgraded counts as websocket).
-        let mut conns = Vec::new();
-        for slot in &slots {
-            let (mut ws, mut polling) = (0i64, 0i64);
-            if let Some(ns) = s.io.of(&slot.mount) {
-                for socket in ns.sockets() {
-                    match socket.transport_type() {
-                        socketioxide::TransportType::Websocket => ws += 1,
-                        socketioxide::TransportType::Polling => polling += 1,
-                    }
-                }
-            }
-            for (t, n) in [("websocket", ws), ("polling", polling)] {
-                conns.push((
-                    vec![("namespace", slot.mount.clone()), ("transport", t.into())],
-                    gauge(n),
-                ));
-            }
-        }
+        let conns = connection_gauges(&s.io, &slots);
         family(
             &mut enc,
             "connections",
@@ -307,6 +288,33 @@ impl Collector for Snapshot {
         }
         Ok(())
     }
+}
+
+/// Connections by namespace and transport, counted from socketioxide's own
+/// socket list (a polling socket that upgraded counts as websocket).
+fn connection_gauges(
+    io: &Io,
+    slots: &[Arc<crate::plugins::PluginSlot>],
+) -> Vec<(Labels, ConstGauge)> {
+    let mut conns = Vec::new();
+    for slot in slots {
+        let (mut ws, mut polling) = (0i64, 0i64);
+        if let Some(ns) = io.of(&slot.mount) {
+            for socket in ns.sockets() {
+                match socket.transport_type() {
+                    socketioxide::TransportType::Websocket => ws += 1,
+                    socketioxide::TransportType::Polling => polling += 1,
+                }
+            }
+        }
+        for (t, n) in [("websocket", ws), ("polling", polling)] {
+            conns.push((
+                vec![("namespace", slot.mount.clone()), ("transport", t.into())],
+                gauge(n),
+            ));
+        }
+    }
+    conns
 }
 
 impl Snapshot {

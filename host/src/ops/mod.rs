@@ -1,5 +1,6 @@
 //! Operating a node: health probes, metrics, the AsyncAPI document and
-//! graceful shutdown.
+//! graceful shutdown. [`Upstream`] is the health of a backend the node
+//! depends on (Redis in cluster mode).
 
 mod asyncapi;
 mod health;

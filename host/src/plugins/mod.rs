@@ -4,7 +4,9 @@
 //! deadlines, compiled-artifact cache). Each plugin version is compiled once
 //! into an `InstancePre`; calls take a warm instance from its pool, and an
 //! instance that trapped is dropped, never reused. The [`Registry`] maps
-//! plugin names to slots whose active version swaps atomically.
+//! plugin names to slots whose active version swaps atomically; only
+//! [`crate::control`] changes it. Plugin KV sits on the [`KvBackend`]
+//! capability (memory, or Redis in cluster mode).
 
 mod bindings;
 mod canary;

@@ -3,9 +3,10 @@
 //! plugins read them with the `presence` import, operators with
 //! `GET /admin/v1/plugins/{name}/presence/{channel}`.
 //!
-//! On one node the record is a map in memory. In cluster mode it is a Redis
-//! hash per channel, and each node keeps a heartbeat key alive: members of a
-//! node whose heartbeat expired (the node died) are not listed.
+//! Where members are recorded is the [`PresenceStore`] capability: on one
+//! node a map in memory; in cluster mode a Redis hash per channel, and each
+//! node keeps a heartbeat key alive: members of a node whose heartbeat
+//! expired (the node died) are not listed.
 
 mod error;
 mod memory;
