@@ -3,10 +3,12 @@
 mod error;
 mod jwks;
 mod keys;
+mod redact;
 mod token;
 mod verifier;
 
 pub use error::AuthError;
+pub use redact::{REDACTED, Redacting, redact};
 pub use token::mint;
 pub use verifier::{Verified, Verifier};
 
