@@ -94,9 +94,9 @@ mod tests {
     fn credentials_are_replaced_wherever_they_appear() {
         let lines = [
             format!("GET /socket.io/?EIO=4&token={JWT}&transport=websocket HTTP/1.1"),
-            format!("GET /sse/feed?channel=a&access_token=opaque-key-123 x"),
+            "GET /sse/feed?channel=a&access_token=opaque-key-123 x".to_string(),
             format!(r#"packet Connect(Some("{{\"token\":\"{JWT}\"}}"))"#),
-            format!("authorization: Bearer s3cret-admin"),
+            "authorization: Bearer s3cret-admin".to_string(),
             format!("{{\"auth\":{{\"token\":\"{JWT}\"}}}}"),
         ];
         for line in &lines {
