@@ -21,7 +21,7 @@ run: plugins build
 	@echo "dev token (sub=alice, 24h):"
 	@$(PORTICO) token mint --sub alice --ttl 24h --secret '$(DEV_SECRET)'
 	@echo "demo page: http://$(LISTEN)/   client: io('http://$(LISTEN)/chat', { auth: { token } })"
-	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo --api-key '$(DEV_API_KEY)' --admin-token '$(DEV_ADMIN_TOKEN)'
+	$(PORTICO) serve --dev --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo --api-key '$(DEV_API_KEY)' --admin-token '$(DEV_ADMIN_TOKEN)'
 
 ## Everything: unit, SDK, plugin and runtime tests, then end-to-end tests with real clients.
 test: plugins build e2e-deps browser-deps redis-deps

@@ -41,7 +41,8 @@ export function tempFile(name, text) {
  */
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...(args.includes('--cache-dir') ? [] : ['--cache-dir', CACHE_DIR]), ...args], {
+  // --dev: the tests' short HS256 secrets (refused otherwise).
+  const proc = spawn(BIN, ['serve', '--dev', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...(args.includes('--cache-dir') ? [] : ['--cache-dir', CACHE_DIR]), ...args], {
     env: { ...process.env, PORTICO_LOG: process.env.E2E_LOG ?? 'info', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

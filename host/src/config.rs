@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::auth::AuthMode;
 use crate::plugins::{Isolation, Limits, PluginSettings};
 
+/// Shortest HS256/384/512 secret accepted outside `--dev`.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -385,7 +388,7 @@ impl Default for SseConfig {
         Self {
             history_size: 1000,
             history_max_age_secs: 300,
-            history_max_bytes: 1 << 20,
+            history_max_bytes: 8 << 20,
             max_streams_per_ip: 64,
             max_streams_per_subject: 32,
             keep_alive_ms: 15_000,
@@ -584,6 +587,55 @@ impl Config {
         )
     }
 
+    /// Refuse settings that are only safe on a developer's machine, unless
+    /// `dev` is set: HS* secrets shorter than [`MIN_SECRET_BYTES`] (guessable
+    /// offline from one token), and the admin API on a main listener that is
+    /// not loopback. `demo` (it hands the admin token to anyone who asks) is
+    /// refused on a non-loopback address whatever `dev` says.
+    pub fn check_safety(&self) -> Result<(), ConfigError> {
+        let loopback = self.listen.ip().is_loopback();
+        if self.demo && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "--demo serves the admin token to anyone: it only runs on a loopback address, not {}",
+                self.listen
+            )));
+        }
+        if self.dev {
+            return Ok(());
+        }
+        let secrets = self
+            .auth
+            .jwt_secret
+            .iter()
+            .map(|s| ("jwt_secret", s))
+            .chain(
+                self.auth
+                    .keys
+                    .iter()
+                    .filter(|k| k.alg.to_ascii_uppercase().starts_with("HS"))
+                    .filter_map(|k| {
+                        k.secret
+                            .as_ref()
+                            .map(|s| (k.kid.as_deref().unwrap_or("auth.keys"), s))
+                    }),
+            );
+        for (name, secret) in secrets {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: an HMAC secret of {} bytes can be guessed; use at least {MIN_SECRET_BYTES} random bytes (or --dev on a development machine)",
+                    secret.len()
+                )));
+            }
+        }
+        if self.admin.token.is_some() && self.admin.listen.is_none() && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "the admin API would be served on the public listener {}: set admin.listen (--admin-listen) to a private address, or --dev",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
     /// The auth mode of a plugin's namespace.
     pub fn auth_mode(&self, plugin: &str) -> AuthMode {
         self.plugins
@@ -659,6 +711,36 @@ mod tests {
         assert_eq!(c.plugins["chat"].config["max_text"], "10");
         let err = Config::load(None, env(&[("PORTICO_RUNTIME__CALL_TIMEOUT", "50")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_outside_dev() {
+        let mut c = Config::default();
+        c.auth.jwt_secret = Some("change-me".into());
+        assert!(
+            c.check_safety()
+                .unwrap_err()
+                .to_string()
+                .contains("9 bytes")
+        );
+        c.dev = true;
+        c.check_safety().unwrap();
+        c.dev = false;
+        c.auth.jwt_secret = Some("x".repeat(MIN_SECRET_BYTES));
+        c.admin.token = Some("t".into());
+        c.check_safety().unwrap(); // loopback: the admin API may share the listener
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(
+            c.check_safety()
+                .unwrap_err()
+                .to_string()
+                .contains("admin.listen")
+        );
+        c.admin.listen = Some("10.0.0.1:9000".parse().unwrap());
+        c.check_safety().unwrap();
+        c.demo = true;
+        c.dev = true;
+        assert!(c.check_safety().unwrap_err().to_string().contains("--demo"));
     }
 
     #[test]

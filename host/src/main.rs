@@ -154,9 +154,13 @@ struct ServeArgs {
     /// Redis URL: turns on cluster mode (rooms, SSE, plugins and KV shared across nodes).
     #[arg(long, env = "PORTICO_REDIS_URL")]
     redis_url: Option<String>,
-    /// Serve the demo page at / and hand out dev tokens (development only).
+    /// Serve the demo page at / and hand out dev tokens (development only, loopback only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
+    /// Development settings: accept HS256 secrets under 32 bytes and the admin
+    /// API on a public main listener. Never in production.
+    #[arg(long, env = "PORTICO_DEV")]
+    dev: bool,
     /// Keep uploaded plugins, their revisions and the active set here across restarts.
     #[arg(long, env = "PORTICO_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -241,7 +245,9 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Tokens never reach the log, whatever the level (socketioxide logs
+        // CONNECT payloads at debug, HTTP tracing logs `?token=` URIs).
+        .with_writer(|| portico::auth::Redacting(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
@@ -290,6 +296,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         config.demo = true;
     }
+    if args.dev {
+        config.dev = true;
+    }
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);
     }
@@ -305,6 +314,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.admin_listen {
         config.admin.listen = Some(addr);
     }
+    config.check_safety()?;
     let mut builder = match args.scheduler {
         Scheduler::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Scheduler::CurrentThread => tokio::runtime::Builder::new_current_thread(),

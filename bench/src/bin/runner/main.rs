@@ -19,7 +19,8 @@ use serde_json::Value;
 use procs::{SERVER_CORE, Server, cpu_seconds, pinned, rss_kib, run_loadgen, start_server};
 
 /// Shared by the generator and every peer; loopback only.
-const SECRET: &str = "portico-bench-secret";
+// At least 32 bytes: shorter HS256 secrets are refused outside --dev.
+const SECRET: &str = "portico-bench-secret-0123456789abcdef";
 /// Packets queued per socket in both Rust peers (socketioxide drops beyond it; Node has no
 /// such limit). Larger than the default 128 so a bursty reader is not counted as loss.
 const MAX_BUFFER: &str = "1024";
