@@ -388,7 +388,7 @@ impl Default for SseConfig {
         Self {
             history_size: 1000,
             history_max_age_secs: 300,
-            history_max_bytes: 8 << 20,
+            history_max_bytes: 32 << 20,
             max_streams_per_ip: 64,
             max_streams_per_subject: 32,
             keep_alive_ms: 15_000,
