@@ -50,6 +50,46 @@ pub struct Config {
     pub admin: AdminConfig,
     pub canary: CanaryConfig,
     pub shutdown: ShutdownConfig,
+    pub net: NetConfig,
+    /// Development settings: weak HS256 secrets and the admin API on a public
+    /// main listener are accepted. Never in production.
+    pub dev: bool,
+}
+
+/// Limits of the listeners (main and admin), enforced before any HTTP is parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetConfig {
+    /// Connections open at once on a listener; 0 derives it from the
+    /// open-file limit (minus a reserve for Redis, plugins and files).
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (IPv6: one /64); 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one IP address; 0: unlimited.
+    pub accept_rate_per_ip: u32,
+    /// New connections one IP address may open at once above that rate.
+    pub accept_burst_per_ip: u32,
+    /// Time from accept to a complete first request head (TLS handshake
+    /// included), and for every later HTTP/1.1 request head (keep-alive idle).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no byte read or written this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Soft open-file limit to set at start; 0 raises it to the hard limit.
+    pub max_open_files: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            accept_rate_per_ip: 100,
+            accept_burst_per_ip: 200,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 90_000,
+            max_open_files: 0,
+        }
+    }
 }
 
 /// Graceful shutdown on SIGTERM / Ctrl-C.
@@ -87,6 +127,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             canary: CanaryConfig::default(),
             shutdown: ShutdownConfig::default(),
+            net: NetConfig::default(),
+            dev: false,
         }
     }
 }
@@ -234,6 +276,15 @@ pub struct SocketIoConfig {
     pub ping_timeout_ms: u64,
     /// Time a client has to connect to a namespace after the handshake.
     pub connect_timeout_ms: u64,
+    /// Engine.IO sessions that have not asked to join a namespace yet, in total.
+    pub max_pending_sessions: usize,
+    /// The same, per client address.
+    pub max_pending_sessions_per_ip: usize,
+    /// Binary attachments one packet may announce (their total size is
+    /// capped by `max_payload`).
+    pub max_attachments: usize,
+    /// Time a client has to send every attachment of a binary packet.
+    pub attachment_timeout_ms: u64,
     /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
     /// larger buffer takes fewer reads for big messages, and costs every idle
     /// socket that much memory. It grows while a larger message arrives.
@@ -247,7 +298,11 @@ impl Default for SocketIoConfig {
             max_buffer_size: 128,
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
-            connect_timeout_ms: 45_000,
+            connect_timeout_ms: 10_000,
+            max_pending_sessions: 256,
+            max_pending_sessions_per_ip: 16,
+            max_attachments: 100,
+            attachment_timeout_ms: 10_000,
             ws_read_buffer_size: 1024,
         }
     }
@@ -308,6 +363,12 @@ pub struct SseConfig {
     pub history_size: usize,
     /// Oldest event kept per channel, in seconds.
     pub history_max_age_secs: u64,
+    /// Bytes of events (names and data) kept per channel.
+    pub history_max_bytes: usize,
+    /// Streams open at once from one IP address; 0: no cap.
+    pub max_streams_per_ip: usize,
+    /// Streams open at once for one token subject; 0: no cap.
+    pub max_streams_per_subject: usize,
     /// Interval of keep-alive comments on an idle stream.
     pub keep_alive_ms: u64,
     /// Reconnect delay suggested to clients (`retry:`).
@@ -324,6 +385,9 @@ impl Default for SseConfig {
         Self {
             history_size: 1000,
             history_max_age_secs: 300,
+            history_max_bytes: 1 << 20,
+            max_streams_per_ip: 64,
+            max_streams_per_subject: 32,
             keep_alive_ms: 15_000,
             retry_ms: 2_000,
             buffer: 256,

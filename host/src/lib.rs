@@ -33,6 +33,7 @@ pub mod control;
 pub mod demo;
 pub mod gateway;
 pub mod http_error;
+pub mod net;
 pub mod ops;
 pub mod outbound;
 pub mod plugins;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::Router;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::net::TcpListener;
 
 use socketioxide::layer::SocketIoLayer;
 
@@ -67,10 +66,10 @@ pub use crate::state::AppState;
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
-    listener: TcpListener,
+    listener: crate::net::Listener,
     router: Router,
     /// The admin API's own listener, when `[admin] listen` is set.
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(crate::net::Listener, Router)>,
     pub state: AppState,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -107,6 +106,16 @@ impl Server {
             cluster: backends.driver.clone(),
             upstream: backends.upstream(),
         }));
+        let s = &config.socketio;
+        let sessions = crate::net::SessionGate::new(
+            crate::net::PendingSessions::new(
+                s.max_pending_sessions,
+                s.max_pending_sessions_per_ip,
+                // socketioxide starts its clock a little later (after the upgrade).
+                Duration::from_millis(s.connect_timeout_ms) + Duration::from_secs(1),
+            ),
+            &metrics,
+        );
         let gateway = Arc::new(
             Gateway::new(
                 io.clone(),
@@ -115,14 +124,16 @@ impl Server {
                 config.clone(),
                 metrics.clone(),
             )
-            .with_presence(backends.presence.clone()),
+            .with_presence(backends.presence.clone())
+            .with_pending_sessions(sessions.pending.clone()),
         );
         control
             .attach_namespaces(gateway.clone())
             .await
             .map_err(StartError::Mount)?;
         let cors = cors_layer(&config.cors)?;
-        let listener = bind_listener(config.listen).await?;
+        let net = crate::net::Plan::new(&config.net, &metrics);
+        let listener = bind_listener(&net, config.listen, tls.clone(), false).await?;
         let state = AppState {
             config,
             registry,
@@ -140,12 +151,12 @@ impl Server {
         }
         let admin = match state.config.admin.listen {
             Some(addr) => Some((
-                bind_listener(addr).await?,
+                bind_listener(&net, addr, None, true).await?,
                 crate::admin::router(state.clone()),
             )),
             None => None,
         };
-        let router = http_router(&state, admin.is_none(), layer, cors);
+        let router = http_router(&state, admin.is_none(), layer, cors, sessions);
         Ok(Self {
             listener,
             router,
@@ -179,7 +190,7 @@ impl Server {
     /// or `[shutdown] grace_secs` after the signal, whichever comes first.
     ///
     /// HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on a plain listener;
-    /// with TLS, ALPN picks `h2` or `http/1.1`.
+    /// with TLS, ALPN picks `h2` or `http/1.1` (see [`crate::net`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -204,14 +215,12 @@ impl Server {
             }
         });
         if let Some((listener, router)) = self.admin {
-            let admin = axum::serve(listener, router).with_graceful_shutdown(signal.clone());
-            tokio::spawn(async move {
-                if let Err(e) = admin.await {
-                    tracing::error!("admin listener failed: {e}");
-                }
-            });
+            tokio::spawn(listener.serve(router, signal.clone()));
         }
-        let serve = serve(self.listener, self.router, self.tls, signal.clone(), grace);
+        let serve = async {
+            self.listener.serve(self.router, signal.clone()).await;
+            std::io::Result::Ok(())
+        };
         let in_flight = self.state.gateway.in_flight().clone();
         let finished = async {
             serve.await?;
@@ -237,37 +246,6 @@ impl Server {
             }
         }
     }
-}
-
-/// Serve `router` on `listener` until `signal`: plain HTTP/1.1 and h2c, or
-/// TLS with ALPN; connections still open `grace` after the signal are cut.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    signal: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let Some(config) = tls else {
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await;
-    };
-    let handle = axum_server::Handle::<SocketAddr>::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        signal.await;
-        stopper.graceful_shutdown(Some(grace));
-    });
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-        axum_server::tls_rustls::RustlsConfig::from_config(config),
-    );
-    axum_server::Server::<SocketAddr>::from_listener(listener)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app)
-        .await
 }
 
 /// The capabilities that differ between one node and a cluster, chosen once.
@@ -374,6 +352,14 @@ fn socketio(config: &Config, driver: AdapterDriver) -> (SocketIoLayer<Adapter>, 
         .ping_interval(Duration::from_millis(s.ping_interval_ms))
         .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
         .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+        // socketioxide's own defaults (10 MB, 10,000 attachments, 60 s)
+        // apply before any token is checked.
+        .with_parser(
+            socketioxide::ParserConfig::common()
+                .max_incoming_binary_buf_size(s.max_payload as usize)
+                .max_incoming_binaries(s.max_attachments)
+                .packet_completion_timeout(Duration::from_millis(s.attachment_timeout_ms)),
+        )
         .build_layer()
 }
 
@@ -383,12 +369,16 @@ async fn channels(config: &Config, backends: &Backends) -> Result<Arc<Hub>, Star
     let settings = HubSettings {
         history: HistoryLimits {
             size: config.sse.history_size,
+            max_bytes: config.sse.history_max_bytes,
             max_age: Duration::from_secs(config.sse.history_max_age_secs),
         },
         buffer: config.sse.buffer,
     };
     let log = backends.streams.clone().map(|s| s as Arc<dyn ChannelLog>);
-    let hub = Arc::new(Hub::with_log(settings, log));
+    let hub = Arc::new(Hub::with_log(settings, log).with_stream_caps(
+        config.sse.max_streams_per_ip,
+        config.sse.max_streams_per_subject,
+    ));
     if let (Some(streams), Some(url)) = (&backends.streams, &config.cluster.redis_url) {
         streams
             .clone()
@@ -432,8 +422,13 @@ async fn load_plugin_set(
     Ok(())
 }
 
-async fn bind_listener(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+async fn bind_listener(
+    net: &crate::net::Plan,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    admin: bool,
+) -> Result<crate::net::Listener, StartError> {
+    net.bind(addr, tls, admin)
         .await
         .map_err(|source| StartError::Bind { addr, source })
 }
@@ -445,6 +440,7 @@ fn http_router(
     with_admin: bool,
     socketio: SocketIoLayer<Adapter>,
     cors: tower_http::cors::CorsLayer,
+    sessions: crate::net::SessionGate,
 ) -> Router {
     let mut router = router(state.clone());
     if with_admin {
@@ -453,6 +449,11 @@ fn http_router(
     router
         .layer(axum::middleware::from_fn(crate::http_error::log_errors))
         .layer(socketio)
+        // Engine.IO sessions not yet in a namespace are capped before socketioxide sees them.
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            crate::net::admit_sessions,
+        ))
         // Outside socketioxide's layer, so the request it keeps is the copy.
         .layer(axum::middleware::map_request(gateway::detach_handshake))
         .layer(cors)

@@ -36,6 +36,8 @@ pub struct Hub {
     log: Option<Arc<dyn ChannelLog>>,
     spaces: Mutex<HashMap<String, Arc<Space>>>,
     closing: watch::Sender<bool>,
+    /// Open SSE streams per address and per subject.
+    caps: Arc<super::StreamCaps>,
 }
 
 impl Hub {
@@ -50,7 +52,19 @@ impl Hub {
             log,
             spaces: Mutex::default(),
             closing: watch::Sender::new(false),
+            caps: super::StreamCaps::new(0, 0),
         }
+    }
+
+    /// Cap open streams per address and per subject (0: no cap).
+    pub fn with_stream_caps(mut self, per_ip: usize, per_subject: usize) -> Self {
+        self.caps = super::StreamCaps::new(per_ip, per_subject);
+        self
+    }
+
+    /// The caps every new SSE stream must pass.
+    pub fn stream_caps(&self) -> &Arc<super::StreamCaps> {
+        &self.caps
     }
 
     /// The channels of `plugin`; created on first use.
@@ -514,6 +528,7 @@ mod tests {
     fn space(size: usize, buffer: usize) -> Arc<Space> {
         let settings = HubSettings {
             history: HistoryLimits {
+                max_bytes: usize::MAX,
                 size,
                 max_age: Duration::from_secs(60),
             },

@@ -21,12 +21,14 @@
 //! stream's one Last-Event-ID relies on; one stream per channel would need
 //! merging by id before delivery to keep it.
 
+mod caps;
 mod error;
 mod history;
 mod hub;
 mod id;
 mod log;
 
+pub use caps::{StreamCaps, StreamPermit, StreamRefused};
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
 pub use hub::{Hub, HubSettings, Resync, Space, Subscription};

@@ -51,7 +51,7 @@ pub(super) enum ActionError {
     BadSocketId(String),
     #[error("disconnect: {0}")]
     Disconnect(#[from] SocketError),
-    /// A call about no connection (a timer of its own) returned an action that needs one.
+    /// A call about no connection (a timer) returned an action that needs one.
     #[error("{0} needs a connection; this call has none")]
     NeedsConnection(String),
 }
@@ -133,32 +133,6 @@ async fn publish(
     }
 }
 
-fn send_to(
-    mount: &Mount,
-    id: &str,
-    event: &str,
-    payload: crate::plugins::Payload,
-) -> Result<(), ActionError> {
-    let args = Args::new(payload).map_err(ActionError::Payload)?;
-    let Ok(sid) = id.parse::<Sid>() else {
-        return Err(ActionError::BadSocketId(id.to_owned()));
-    };
-    let target = mount
-        .io
-        .of(&mount.slot.mount)
-        .and_then(|ns| ns.get_socket(sid));
-    match target {
-        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
-            what: format!("send-to {id}"),
-            source,
-        }),
-        None => {
-            tracing::debug!(socket = %id, "send-to: no such socket here");
-            Ok(())
-        }
-    }
-}
-
 /// Perform what a call about no connection returned (a timer of its own):
 /// publications and direct messages; actions that need "the connection" are skipped.
 pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
@@ -205,6 +179,32 @@ async fn publish_detached(
             channel,
             source,
         }),
+    }
+}
+
+fn send_to(
+    mount: &Mount,
+    id: &str,
+    event: &str,
+    payload: crate::plugins::Payload,
+) -> Result<(), ActionError> {
+    let args = Args::new(payload).map_err(ActionError::Payload)?;
+    let Ok(sid) = id.parse::<Sid>() else {
+        return Err(ActionError::BadSocketId(id.to_owned()));
+    };
+    let target = mount
+        .io
+        .of(&mount.slot.mount)
+        .and_then(|ns| ns.get_socket(sid));
+    match target {
+        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
+            what: format!("send-to {id}"),
+            source,
+        }),
+        None => {
+            tracing::debug!(socket = %id, "send-to: no such socket here");
+            Ok(())
+        }
     }
 }
 

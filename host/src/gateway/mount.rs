@@ -32,6 +32,7 @@ pub struct Mount {
     pub(super) in_flight: crate::ops::InFlight,
     /// Who is in which channel (joins, leaves, disconnects).
     pub(super) presence: Arc<crate::presence::Presence>,
+    pub(super) pending: Arc<crate::net::PendingSessions>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -94,6 +95,9 @@ async fn handshake(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if let Some(addr) = remote {
+        mount.pending.settle(addr.ip());
+    }
     if let Some(addr) = remote
         && !mount.connections.allow(addr.ip())
     {

@@ -24,6 +24,8 @@ pub struct Gateway {
     /// Socket queues being drained; shutdown waits for them.
     in_flight: InFlight,
     presence: Arc<Presence>,
+    /// Engine.IO sessions not yet joined (settled at each join attempt).
+    pending: Arc<crate::net::PendingSessions>,
 }
 
 impl Gateway {
@@ -44,6 +46,11 @@ impl Gateway {
             config,
             metrics,
             in_flight: InFlight::default(),
+            pending: Arc::new(crate::net::PendingSessions::new(
+                0,
+                0,
+                std::time::Duration::ZERO,
+            )),
         }
     }
 
@@ -55,6 +62,12 @@ impl Gateway {
     /// Record joins, leaves and disconnects in `presence`.
     pub fn with_presence(mut self, presence: Arc<Presence>) -> Self {
         self.presence = presence;
+        self
+    }
+
+    /// Settle `pending` admissions when sessions ask to join a namespace.
+    pub fn with_pending_sessions(mut self, pending: Arc<crate::net::PendingSessions>) -> Self {
+        self.pending = pending;
         self
     }
 
@@ -78,6 +91,7 @@ impl Gateway {
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
             presence: self.presence.clone(),
+            pending: self.pending.clone(),
             slot,
         };
         tracing::info!(plugin = %name, namespace = %mount.slot.mount, version = %mount.slot.active().manifest.version, auth = ?mount.auth, "mounted");

@@ -43,6 +43,7 @@ pub struct Metrics {
     rate_limited: Family<Labels, Counter>,
     dropped: Family<Labels, Counter>,
     auth_failures: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
 }
 
 /// Counter handles of one namespace, cached by its mount.
@@ -75,6 +76,12 @@ impl Metrics {
         let rate_limited = Family::<Labels, Counter>::default();
         let dropped = Family::<Labels, Counter>::default();
         let auth_failures = Family::<Labels, Counter>::default();
+        let refused = Family::<Labels, Counter>::default();
+        prom.register(
+            "refused",
+            "Connections, sessions, streams and calls refused or closed by a limit, by limit (README: Hardening)",
+            refused.clone(),
+        );
         prom.register(
             "events_in",
             "Socket.IO events received from clients",
@@ -110,7 +117,14 @@ impl Metrics {
             rate_limited,
             dropped,
             auth_failures,
+            refused,
         }
+    }
+
+    /// The counter of what limit `limit` refused (look it up once, keep the handle).
+    pub fn limit(&self, limit: &'static str) -> Counter {
+        self.refused
+            .get_or_create_owned(&vec![("limit", limit.to_owned())])
     }
 
     /// The counters of namespace `ns`: look them up once, then clone the handles.

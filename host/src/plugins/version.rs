@@ -120,7 +120,9 @@ impl PluginVersion {
         let sha256 = sha256_hex(&wasm);
         let (compiled_engine, bytes, sha) = (engine.clone(), wasm.clone(), sha256.clone());
         let component: Component =
-            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha)).await??;
+            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha))
+                .await
+                .map_err(|e| LoadError::NotAComponent(format!("compiler task failed: {e}")))??;
 
         // Unknown imports (the WASI interfaces std pulls in) trap when called:
         // a plugin gets no files, network, environment or clock beyond ours.

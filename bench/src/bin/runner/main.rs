@@ -240,6 +240,11 @@ fn start_on(
                 // Same rules for every peer: no throttling (the peers have none).
                 .env("PORTICO_THROTTLE__EVENTS_PER_SEC", "0")
                 .env("PORTICO_THROTTLE__CONNECTIONS_PER_SEC", "0")
+                // The load generator is one address: no per-address caps either.
+                .env("PORTICO_NET__MAX_CONNECTIONS_PER_IP", "0")
+                .env("PORTICO_NET__ACCEPT_RATE_PER_IP", "0")
+                .env("PORTICO_SOCKETIO__MAX_PENDING_SESSIONS", "0")
+                .env("PORTICO_SOCKETIO__MAX_PENDING_SESSIONS_PER_IP", "0")
                 .env(
                     "PORTICO_SCHEDULER",
                     if peer == Peer::PorticoCurrent {
