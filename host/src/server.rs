@@ -106,16 +106,7 @@ impl Server {
             cluster: backends.driver.clone(),
             upstream: backends.upstream(),
         }));
-        let s = &config.socketio;
-        let sessions = crate::net::SessionGate::new(
-            crate::net::PendingSessions::new(
-                s.max_pending_sessions,
-                s.max_pending_sessions_per_ip,
-                // socketioxide starts its clock a little later (after the upgrade).
-                Duration::from_millis(s.connect_timeout_ms) + Duration::from_secs(1),
-            ),
-            &metrics,
-        );
+        let sessions = session_gate(&config, &metrics);
         let gateway = Arc::new(
             Gateway::new(
                 io.clone(),
@@ -152,7 +143,8 @@ impl Server {
         let admin = match state.config.admin.listen {
             Some(addr) => Some((
                 bind_listener(&net, addr, None, true).await?,
-                crate::admin::router(state.clone()),
+                crate::admin::router(state.clone())
+                    .layer(axum::middleware::from_fn(crate::http_error::log_errors)),
             )),
             None => None,
         };
@@ -390,6 +382,20 @@ async fn channels(config: &Config, backends: &Backends) -> Result<Arc<Hub>, Star
         config.sse.history_max_age_secs.clamp(1, 60),
     ));
     Ok(hub)
+}
+
+/// Bounds the Engine.IO sessions that have not connected a namespace yet.
+fn session_gate(config: &Config, metrics: &ops::Metrics) -> crate::net::SessionGate {
+    let s = &config.socketio;
+    crate::net::SessionGate::new(
+        crate::net::PendingSessions::new(
+            s.max_pending_sessions,
+            s.max_pending_sessions_per_ip,
+            // socketioxide starts its clock a little later (after the upgrade).
+            Duration::from_millis(s.connect_timeout_ms) + Duration::from_secs(1),
+        ),
+        metrics,
+    )
 }
 
 fn canary_watch(config: &Config) -> CanaryWatch {
