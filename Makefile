@@ -3,8 +3,8 @@
 CARGO       ?= cargo
 JOBS        ?= 2
 WASM_TARGET := wasm32-wasip2
-EXAMPLES    := echo chat counter feed
-TEST_ONLY   := faulty
+EXAMPLES    := echo chat counter feed bridge
+TEST_ONLY   := faulty probe
 PLUGIN_OUT  := target/$(WASM_TARGET)/plugin
 RUN_DIR     := target/run-plugins
 DEV_SECRET  ?= portico-dev-secret-change-me
@@ -21,7 +21,7 @@ run: plugins build
 	@echo "dev token (sub=alice, 24h):"
 	@$(PORTICO) token mint --sub alice --ttl 24h --secret '$(DEV_SECRET)'
 	@echo "demo page: http://$(LISTEN)/   client: io('http://$(LISTEN)/chat', { auth: { token } })"
-	$(PORTICO) serve --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo --api-key '$(DEV_API_KEY)' --admin-token '$(DEV_ADMIN_TOKEN)'
+	$(PORTICO) serve --dev --listen $(LISTEN) --plugins $(RUN_DIR) --jwt-secret '$(DEV_SECRET)' --cache-dir target/portico-cache --demo --api-key '$(DEV_API_KEY)' --admin-token '$(DEV_ADMIN_TOKEN)'
 
 ## Everything: unit, SDK, plugin and runtime tests, then end-to-end tests with real clients.
 test: plugins build e2e-deps browser-deps redis-deps

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, PLUGIN_DIR, startPortico, pluginDir, connect, connectError, call, next, token } from './fixture.mjs';
+import { BIN, PLUGIN_DIR, startPortico, pluginDir, connect, connectError, call, next, token, eventually } from './fixture.mjs';
 
 const ADMIN = 'e2e-admin-token';
 // One compiled-artifact cache for every node of this file: starts stay fast.
@@ -44,15 +44,7 @@ async function admin(node, method, path, { body, query = '', auth = ADMIN, type 
 const put = (node, name, bytes, query) => admin(node, 'PUT', `/plugins/${name}`, { body: bytes, query });
 const plugin = async (node, name) => (await admin(node, 'GET', `/plugins/${name}`)).body;
 
-async function until(what, check, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what, check, ms = 10000) => eventually(what, check, { timeout: ms, every: 50 });
 
 test('replacing chat under load: no lost or failed ack, nobody disconnected, new events on the new version', async () => {
   const node = await start();
@@ -107,7 +99,7 @@ test('replacing chat under load: no lost or failed ack, nobody disconnected, new
 });
 
 test('every bad upload is refused with a precise reason and the old version keeps serving', async () => {
-  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '300000' } });
+  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '360000' } });
   const s = await open(node.url, '/chat');
   const serving = async () => {
     assert.equal((await call(s, 'nick', { name: 'x' })).v, '0.1.0');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PLUGIN_DIR, startPortico, connect, call, disconnected, token } from './fixture.mjs';
+import { PLUGIN_DIR, startPortico, connect, call, disconnected, token, eventually } from './fixture.mjs';
 import { startRedis } from './redis.mjs';
 
 const ADMIN = 'e2e-admin-token';
@@ -38,12 +38,8 @@ async function admin(node, method, path, { body, query = '' } = {}) {
 /** Poll `check` until it returns a truthy value; resolves with { value, ms }. */
 async function within(what, ms, check) {
   const t0 = Date.now();
-  for (;;) {
-    const value = await check().catch(() => null);
-    if (value) return { value, ms: Date.now() - t0 };
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const value = await eventually(`${what} (within ${ms} ms)`, check, { timeout: ms });
+  return { value, ms: Date.now() - t0 };
 }
 
 /** The version a client of `node` is served on `ns` (echo's `whoami`-free check: chat's manifest through admin). */

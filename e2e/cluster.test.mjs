@@ -2,7 +2,7 @@
 // restart neither crashes a node nor stops local delivery.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPortico, connect, call, next, nextWhere, token } from './fixture.mjs';
+import { startPortico, connect, call, next, nextWhere, token, deliveredAcross } from './fixture.mjs';
 import { startRedis } from './redis.mjs';
 import { openStream } from './sse-client.mjs';
 
@@ -34,14 +34,8 @@ after(async () => {
 
 /** Resolves once `receiver` gets a message sent by `sender` in `room` (retried: subscriptions may still be settling). */
 async function crossDelivery(sender, receiver, room, text, withinMs) {
-  const deadline = Date.now() + withinMs;
-  for (let i = 0; Date.now() < deadline; i++) {
-    const got = next(receiver, 'message', 400).catch(() => null);
-    await call(sender, 'message', { room, text: `${text}-${i}` });
-    const msg = await got;
-    if (msg) return msg[0];
-  }
-  throw new Error(`no cross-node delivery within ${withinMs} ms`);
+  const send = (i) => call(sender, 'message', { room, text: `${text}-${i}` });
+  return deliveredAcross(receiver, 'message', send, withinMs);
 }
 
 test('a room message from a client on node B reaches a client on node A', async () => {
@@ -121,16 +115,9 @@ test('Redis restart: local delivery continues, cross-node resumes within 5 s, no
   const b1 = await open(b, '/faulty', 'b1');
   for (const s of [a1, a2, b1]) assert.equal((await call(s, 'join', 'r')).ok, true);
   const shout = (s, text) => call(s, 'shout', 'r', text);
-  const crossShout = async (sender, receiver, text, withinMs) => {
-    const deadline = Date.now() + withinMs;
-    for (let i = 0; Date.now() < deadline; i++) {
-      const got = next(receiver, 'shout', 400).catch(() => null);
-      await shout(sender, `${text}-${i}`);
-      const msg = await got;
-      if (msg) return msg[0];
-    }
-    throw new Error(`no cross-node delivery within ${withinMs} ms`);
-  };
+  const crossShout = (sender, receiver, text, withinMs) =>
+    deliveredAcross(receiver, 'shout', (i) => shout(sender, `${text}-${i}`), withinMs);
+
   await crossShout(b1, a1, 'before', 5000);
 
   await redis.stop();

@@ -41,7 +41,8 @@ export function tempFile(name, text) {
  */
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
-  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...(args.includes('--cache-dir') ? [] : ['--cache-dir', CACHE_DIR]), ...args], {
+  // --dev: the tests' short HS256 secrets (refused otherwise).
+  const proc = spawn(BIN, ['serve', '--dev', '--listen', '127.0.0.1:0', '--plugins', pluginPath, '--jwt-secret', SECRET, ...(args.includes('--cache-dir') ? [] : ['--cache-dir', CACHE_DIR]), ...args], {
     env: { ...process.env, PORTICO_LOG: process.env.E2E_LOG ?? 'info', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -153,4 +154,43 @@ export function nextWhere(socket, event, pred, ms = 5000) {
     }
     socket.on(event, on);
   });
+}
+
+/**
+ * Resolve with the first truthy value of `check()` (a failing check counts as falsy),
+ * polled every `every` ms; reject after `timeout` ms naming `what`.
+ * For states that have no event to await (a gauge, a record in Redis).
+ */
+export async function eventually(what, check, { timeout = 10000, every = 25 } = {}) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const value = await Promise.resolve().then(check).catch(() => null);
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/**
+ * Across nodes, a room's subscriptions may still be settling: call `send(i)` until
+ * `receiver` gets `event` (each attempt waits for it 400 ms). Resolves with its first argument.
+ */
+export async function deliveredAcross(receiver, event, send, withinMs) {
+  const deadline = Date.now() + withinMs;
+  for (let i = 0; Date.now() < deadline; i++) {
+    const got = next(receiver, event, 400).catch(() => null);
+    await send(i);
+    const msg = await got;
+    if (msg) return msg[0];
+  }
+  throw new Error(`no cross-node ${event} within ${withinMs} ms`);
+}
+
+/** Connected clients that `closeAll()` closes: `const { open, closeAll } = clients();`. */
+export function clients() {
+  const sockets = [];
+  return {
+    open: async (...a) => { const s = await connect(...a); sockets.push(s); return s; },
+    closeAll: () => sockets.forEach((s) => s.close()),
+  };
 }

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { startPortico, connect, connectError, call, next, token } from './fixture.mjs';
+import { startPortico, connect, connectError, call, next, token, eventually, deliveredAcross } from './fixture.mjs';
 
 let node;
 const sockets = [];
@@ -129,11 +129,7 @@ test('open SSE streams are a gauge', async () => {
   ctl.abort();
   await res.body.cancel().catch(() => {});
   // The stream is unregistered once the server notices the closed connection.
-  for (let i = 0; i < 100; i++) {
-    if (value(await scrape(), 'portico_sse_streams', { plugin: 'chat' }) === 0) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail('the SSE stream gauge did not go back to 0');
+  await eventually('the SSE stream gauge to go back to 0', async () => value(await scrape(), 'portico_sse_streams', { plugin: 'chat' }) === 0, { timeout: 5000, every: 50 });
 });
 
 test('cluster mode: cross-node publishes, drops and Redis up/down', async () => {
@@ -154,12 +150,7 @@ test('cluster mode: cross-node publishes, drops and Redis up/down', async () => 
     await call(alice, 'join', { room: 'x' });
     await call(bob, 'join', { room: 'x' });
     // Subscriptions may still be settling: retry until one message crosses.
-    for (let i = 0; ; i++) {
-      const got = next(alice, 'message', 400).catch(() => null);
-      await call(bob, 'message', { room: 'x', text: `m${i}` });
-      if (await got) break;
-      assert.ok(i < 20, 'no cross-node delivery');
-    }
+    await deliveredAcross(alice, 'message', (i) => call(bob, 'message', { room: 'x', text: `m${i}` }), 8400);
     assert.ok(num(await scrapeOf(b), 'portico_cluster_published_total') > publishedBefore);
 
     await redis.stop();

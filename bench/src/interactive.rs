@@ -142,14 +142,19 @@ async fn conn(
         tokio::select! {
             // Only one event in flight: the next tick waits for both answers.
             _ = tick.tick(), if w.sent_at.is_none() && phase < Phase::Drain => {
+                // The window may have closed while this branch waited for its tick.
+                if ctl.phase() >= Phase::Drain {
+                    continue;
+                }
                 w = Waiting { id: w.id + 1, sent_at: Some(Instant::now()), ..Waiting::default() };
+                // Counted before the send: the run must not see "nothing in flight" mid-send.
+                in_flight.fetch_add(1, Relaxed);
+                t.sent += 1;
                 let args = format!("{{\"n\":{}}}", w.id);
                 if tx.send(ns.emit_with_ack(w.id, EVENT, &args)).await.is_err() {
                     t.disconnects += 1;
                     break;
                 }
-                t.sent += 1;
-                in_flight.fetch_add(1, Relaxed);
             }
             m = rx.next() => {
                 let Some(Ok(Message::Text(text))) = m else {

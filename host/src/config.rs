@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::auth::AuthMode;
 use crate::plugins::{Isolation, Limits, PluginSettings};
 
+/// Shortest HS256/384/512 secret accepted outside `--dev`.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -50,6 +53,46 @@ pub struct Config {
     pub admin: AdminConfig,
     pub canary: CanaryConfig,
     pub shutdown: ShutdownConfig,
+    pub net: NetConfig,
+    /// Development settings: weak HS256 secrets and the admin API on a public
+    /// main listener are accepted. Never in production.
+    pub dev: bool,
+}
+
+/// Limits of the listeners (main and admin), enforced before any HTTP is parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetConfig {
+    /// Connections open at once on a listener; 0 derives it from the
+    /// open-file limit (minus a reserve for Redis, plugins and files).
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (IPv6: one /64); 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one IP address; 0: unlimited.
+    pub accept_rate_per_ip: u32,
+    /// New connections one IP address may open at once above that rate.
+    pub accept_burst_per_ip: u32,
+    /// Time from accept to a complete first request head (TLS handshake
+    /// included), and for every later HTTP/1.1 request head (keep-alive idle).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no byte read or written this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Soft open-file limit to set at start; 0 raises it to the hard limit.
+    pub max_open_files: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            accept_rate_per_ip: 100,
+            accept_burst_per_ip: 200,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 90_000,
+            max_open_files: 0,
+        }
+    }
 }
 
 /// Graceful shutdown on SIGTERM / Ctrl-C.
@@ -87,6 +130,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             canary: CanaryConfig::default(),
             shutdown: ShutdownConfig::default(),
+            net: NetConfig::default(),
+            dev: false,
         }
     }
 }
@@ -237,6 +282,15 @@ pub struct SocketIoConfig {
     /// Connection state recovery: how long a disconnected socket's session
     /// is kept for the client to come back to (0 turns recovery off).
     pub recovery_window_secs: u64,
+    /// Engine.IO sessions that have not asked to join a namespace yet, in total.
+    pub max_pending_sessions: usize,
+    /// The same, per client address.
+    pub max_pending_sessions_per_ip: usize,
+    /// Binary attachments one packet may announce (their total size is
+    /// capped by `max_payload`).
+    pub max_attachments: usize,
+    /// Time a client has to send every attachment of a binary packet.
+    pub attachment_timeout_ms: u64,
     /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
     /// larger buffer takes fewer reads for big messages, and costs every idle
     /// socket that much memory. It grows while a larger message arrives.
@@ -250,8 +304,12 @@ impl Default for SocketIoConfig {
             max_buffer_size: 128,
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
-            connect_timeout_ms: 45_000,
+            connect_timeout_ms: 10_000,
             recovery_window_secs: 120,
+            max_pending_sessions: 256,
+            max_pending_sessions_per_ip: 16,
+            max_attachments: 100,
+            attachment_timeout_ms: 10_000,
             ws_read_buffer_size: 1024,
         }
     }
@@ -312,6 +370,12 @@ pub struct SseConfig {
     pub history_size: usize,
     /// Oldest event kept per channel, in seconds.
     pub history_max_age_secs: u64,
+    /// Bytes of events (names and data) kept per channel.
+    pub history_max_bytes: usize,
+    /// Streams open at once from one IP address; 0: no cap.
+    pub max_streams_per_ip: usize,
+    /// Streams open at once for one token subject; 0: no cap.
+    pub max_streams_per_subject: usize,
     /// Interval of keep-alive comments on an idle stream.
     pub keep_alive_ms: u64,
     /// Reconnect delay suggested to clients (`retry:`).
@@ -328,6 +392,9 @@ impl Default for SseConfig {
         Self {
             history_size: 1000,
             history_max_age_secs: 300,
+            history_max_bytes: 32 << 20,
+            max_streams_per_ip: 64,
+            max_streams_per_subject: 32,
             keep_alive_ms: 15_000,
             retry_ms: 2_000,
             buffer: 256,
@@ -416,9 +483,49 @@ pub struct PluginConfig {
     pub events_per_sec: Option<u32>,
     /// Per-socket burst on this namespace; default `throttle.event_burst`.
     pub event_burst: Option<u32>,
+    /// Origins the plugin may send HTTP requests to (`https://api.internal:8443`); none by default.
+    pub outbound: Vec<String>,
+    /// Private address ranges (`10.0.0.0/8`) the allowed names may resolve to;
+    /// none by default, so a name resolving to a private address is refused.
+    pub outbound_addresses: Vec<String>,
+    /// The longest one outbound request may take; default 5000.
+    pub outbound_timeout_ms: Option<u64>,
+    /// Largest outbound response body; default 1 MiB.
+    pub outbound_max_response_bytes: Option<u64>,
+    /// Outbound requests of this plugin in flight at once; default 16.
+    pub outbound_max_in_flight: Option<u32>,
+}
+
+impl PluginConfig {
+    /// The plugin's outbound HTTP settings; an error names a malformed origin or range.
+    pub fn outbound_settings(
+        &self,
+    ) -> Result<crate::outbound::OutboundSettings, crate::outbound::PolicyError> {
+        let d = crate::outbound::OutboundSettings::default();
+        Ok(crate::outbound::OutboundSettings {
+            policy: crate::outbound::Policy::new(&self.outbound, &self.outbound_addresses)?,
+            timeout: self
+                .outbound_timeout_ms
+                .map_or(d.timeout, std::time::Duration::from_millis),
+            max_response_bytes: self
+                .outbound_max_response_bytes
+                .unwrap_or(d.max_response_bytes),
+            max_in_flight: self.outbound_max_in_flight.unwrap_or(d.max_in_flight),
+            max_redirects: d.max_redirects,
+        })
+    }
 }
 
 impl Config {
+    /// This node's name: configured, else `<hostname>-<pid>`.
+    pub fn node_id(&self) -> String {
+        self.cluster.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     /// Read the file (if any), then apply `PORTICO_A__B=value` environment overrides.
     pub fn load(
         path: Option<&Path>,
@@ -441,9 +548,14 @@ impl Config {
                     .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
             }
         }
-        toml::Value::Table(doc)
+        let config: Self = toml::Value::Table(doc)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        for (name, p) in &config.plugins {
+            p.outbound_settings()
+                .map_err(|e| ConfigError::Invalid(format!("plugins.{name}: {e}")))?;
+        }
+        Ok(config)
     }
 
     /// The settings a plugin is installed with: its own, else the defaults.
@@ -464,6 +576,14 @@ impl Config {
         }
     }
 
+    /// Every configured plugin's outbound HTTP settings (checked when the config was loaded).
+    pub fn outbound_settings(&self) -> HashMap<String, crate::outbound::OutboundSettings> {
+        self.plugins
+            .iter()
+            .filter_map(|(name, p)| Some((name.clone(), p.outbound_settings().ok()?)))
+            .collect()
+    }
+
     /// The event rate and burst of a plugin's sockets.
     pub fn event_limit(&self, plugin: &str) -> (u32, u32) {
         let p = self.plugins.get(plugin);
@@ -473,6 +593,55 @@ impl Config {
             p.and_then(|p| p.event_burst)
                 .unwrap_or(self.throttle.event_burst),
         )
+    }
+
+    /// Refuse settings that are only safe on a developer's machine, unless
+    /// `dev` is set: HS* secrets shorter than [`MIN_SECRET_BYTES`] (guessable
+    /// offline from one token), and the admin API on a main listener that is
+    /// not loopback. `demo` (it hands the admin token to anyone who asks) is
+    /// refused on a non-loopback address whatever `dev` says.
+    pub fn check_safety(&self) -> Result<(), ConfigError> {
+        let loopback = self.listen.ip().is_loopback();
+        if self.demo && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "--demo serves the admin token to anyone: it only runs on a loopback address, not {}",
+                self.listen
+            )));
+        }
+        if self.dev {
+            return Ok(());
+        }
+        let secrets = self
+            .auth
+            .jwt_secret
+            .iter()
+            .map(|s| ("jwt_secret", s))
+            .chain(
+                self.auth
+                    .keys
+                    .iter()
+                    .filter(|k| k.alg.to_ascii_uppercase().starts_with("HS"))
+                    .filter_map(|k| {
+                        k.secret
+                            .as_ref()
+                            .map(|s| (k.kid.as_deref().unwrap_or("auth.keys"), s))
+                    }),
+            );
+        for (name, secret) in secrets {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: an HMAC secret of {} bytes can be guessed; use at least {MIN_SECRET_BYTES} random bytes (or --dev on a development machine)",
+                    secret.len()
+                )));
+            }
+        }
+        if self.admin.token.is_some() && self.admin.listen.is_none() && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "the admin API would be served on the public listener {}: set admin.listen (--admin-listen) to a private address, or --dev",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 
     /// The auth mode of a plugin's namespace.
@@ -550,6 +719,36 @@ mod tests {
         assert_eq!(c.plugins["chat"].config["max_text"], "10");
         let err = Config::load(None, env(&[("PORTICO_RUNTIME__CALL_TIMEOUT", "50")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_outside_dev() {
+        let mut c = Config::default();
+        c.auth.jwt_secret = Some("change-me".into());
+        assert!(
+            c.check_safety()
+                .unwrap_err()
+                .to_string()
+                .contains("9 bytes")
+        );
+        c.dev = true;
+        c.check_safety().unwrap();
+        c.dev = false;
+        c.auth.jwt_secret = Some("x".repeat(MIN_SECRET_BYTES));
+        c.admin.token = Some("t".into());
+        c.check_safety().unwrap(); // loopback: the admin API may share the listener
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(
+            c.check_safety()
+                .unwrap_err()
+                .to_string()
+                .contains("admin.listen")
+        );
+        c.admin.listen = Some("10.0.0.1:9000".parse().unwrap());
+        c.check_safety().unwrap();
+        c.demo = true;
+        c.dev = true;
+        assert!(c.check_safety().unwrap_err().to_string().contains("--demo"));
     }
 
     #[test]

@@ -154,9 +154,13 @@ struct ServeArgs {
     /// Redis URL: turns on cluster mode (rooms, SSE, plugins and KV shared across nodes).
     #[arg(long, env = "PORTICO_REDIS_URL")]
     redis_url: Option<String>,
-    /// Serve the demo page at / and hand out dev tokens (development only).
+    /// Serve the demo page at / and hand out dev tokens (development only, loopback only).
     #[arg(long, env = "PORTICO_DEMO")]
     demo: bool,
+    /// Development settings: accept HS256 secrets under 32 bytes and the admin
+    /// API on a public main listener. Never in production.
+    #[arg(long, env = "PORTICO_DEV")]
+    dev: bool,
     /// Keep uploaded plugins, their revisions and the active set here across restarts.
     #[arg(long, env = "PORTICO_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -241,7 +245,9 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Tokens never reach the log, whatever the level (socketioxide logs
+        // CONNECT payloads at debug, HTTP tracing logs `?token=` URIs).
+        .with_writer(|| portico::auth::Redacting(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
@@ -290,6 +296,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         config.demo = true;
     }
+    if args.dev {
+        config.dev = true;
+    }
     if let Some(dir) = args.cache_dir {
         config.cache_dir = Some(dir);
     }
@@ -305,6 +314,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.admin_listen {
         config.admin.listen = Some(addr);
     }
+    config.check_safety()?;
     let mut builder = match args.scheduler {
         Scheduler::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Scheduler::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -352,15 +362,7 @@ async fn shutdown_signal() {
 /// one-line reason on failure.
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     use portico::admin::client::{self, Client};
-    use portico::admin::scaffold::{self, SdkSource};
 
-    let output = |admin: &AdminArgs, value: serde_json::Value, human: String| {
-        if admin.json {
-            println!("{value}");
-        } else {
-            print!("{human}");
-        }
-    };
     let connect = |a: &AdminArgs| Client::new(&a.url, a.token.clone());
     let result: anyhow::Result<()> = (|| {
         match command {
@@ -369,26 +371,7 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 dir,
                 sdk_path,
                 sdk_version,
-            } => {
-                let sdk = match (sdk_path, sdk_version) {
-                    (Some(p), _) => SdkSource::Path(p.canonicalize().with_context(|| format!("SDK path {}", p.display()))?),
-                    (None, Some(v)) => SdkSource::Version(v),
-                    (None, None) => scaffold::default_sdk().context(
-                        "no local portico-sdk found: pass --sdk-path <plugin-sdk dir> or --sdk-version <v>",
-                    )?,
-                };
-                let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-                scaffold::generate(&name, &dir, &sdk)?;
-                println!("created plugin {name} in {}", dir.display());
-                println!(
-                    "  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
-                    dir.display()
-                );
-                println!(
-                    "  portico plugin push target/wasm32-wasip2/release/{}.wasm --name {name}",
-                    name.replace('-', "_")
-                );
-            }
+            } => plugin_new(&name, dir, sdk_path, sdk_version)?,
             PluginCommand::Push {
                 file,
                 name,
@@ -396,34 +379,7 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 set,
                 canary,
                 admin,
-            } => {
-                let name = match name {
-                    Some(n) => n,
-                    None => file
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .map(str::to_owned)
-                        .context("cannot name the plugin from the file name: pass --name")?,
-                };
-                let wasm =
-                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let mut query: Vec<(String, String)> = config
-                    .into_iter()
-                    .map(|(k, v)| (format!("config.{k}"), v))
-                    .collect();
-                query.extend(set);
-                if let Some(pct) = canary {
-                    query.push(("canary".into(), pct.to_string()));
-                }
-                let p = connect(&admin).push(&name, wasm, &query)?;
-                let verb = if canary.is_some() {
-                    "canary started"
-                } else {
-                    "active"
-                };
-                let line = format!("pushed {}: {verb}\n", client::describe_plugin(&p));
-                output(&admin, p, line);
-            }
+            } => plugin_push(file, name, config, set, canary, &admin)?,
             PluginCommand::Ls { admin } => {
                 let list = connect(&admin).list()?;
                 let table = client::plugin_table(&list);
@@ -460,5 +416,84 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Print `value` as JSON with `--json`, else the `human` text.
+fn output(admin: &AdminArgs, value: serde_json::Value, human: String) {
+    if admin.json {
+        println!("{value}");
+    } else {
+        print!("{human}");
+    }
+}
+
+/// `portico plugin new`: scaffold a plugin crate.
+fn plugin_new(
+    name: &str,
+    dir: Option<PathBuf>,
+    sdk_path: Option<PathBuf>,
+    sdk_version: Option<String>,
+) -> anyhow::Result<()> {
+    use portico::admin::scaffold::{self, SdkSource};
+    let sdk = match (sdk_path, sdk_version) {
+        (Some(p), _) => SdkSource::Path(
+            p.canonicalize()
+                .with_context(|| format!("SDK path {}", p.display()))?,
+        ),
+        (None, Some(v)) => SdkSource::Version(v),
+        (None, None) => scaffold::default_sdk().context(
+            "no local portico-sdk found: pass --sdk-path <plugin-sdk dir> or --sdk-version <v>",
+        )?,
+    };
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    scaffold::generate(name, &dir, &sdk)?;
+    println!("created plugin {name} in {}", dir.display());
+    println!(
+        "  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+        dir.display()
+    );
+    println!(
+        "  portico plugin push target/wasm32-wasip2/release/{}.wasm --name {name}",
+        name.replace('-', "_")
+    );
+    Ok(())
+}
+
+/// `portico plugin push`: upload a component (optionally as a canary).
+fn plugin_push(
+    file: PathBuf,
+    name: Option<String>,
+    config: Vec<(String, String)>,
+    set: Vec<(String, String)>,
+    canary: Option<u8>,
+    admin: &AdminArgs,
+) -> anyhow::Result<()> {
+    use portico::admin::client::{self, Client};
+    let name = match name {
+        Some(n) => n,
+        None => file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_owned)
+            .context("cannot name the plugin from the file name: pass --name")?,
+    };
+    let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut query: Vec<(String, String)> = config
+        .into_iter()
+        .map(|(k, v)| (format!("config.{k}"), v))
+        .collect();
+    query.extend(set);
+    if let Some(pct) = canary {
+        query.push(("canary".into(), pct.to_string()));
+    }
+    let p = Client::new(&admin.url, admin.token.clone()).push(&name, wasm, &query)?;
+    let verb = if canary.is_some() {
+        "canary started"
+    } else {
+        "active"
+    };
+    let line = format!("pushed {}: {verb}\n", client::describe_plugin(&p));
+    output(admin, p, line);
     Ok(())
 }

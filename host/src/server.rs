@@ -1,4 +1,6 @@
-//! Wiring: build the engine, load plugins, mount them, and serve HTTP.
+//! Wiring: pick the backends once (`Backends`: memory, or Redis in
+//! cluster mode), build the engine, the channel hub and the control
+//! service, load the plugin set through it, mount it, and serve HTTP.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,18 +10,20 @@ use std::time::Duration;
 use axum::Router;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::net::TcpListener;
 
-use crate::admin::Admin;
+use socketioxide::layer::SocketIoLayer;
+
+use crate::admin::{Admin, PluginRecords, RecordsUnavailable};
 use crate::auth::{AuthMode, Verifier};
-use crate::channels::{HistoryLimits, Hub, HubSettings};
+use crate::channels::{ChannelLog, HistoryLimits, Hub, HubSettings};
 use crate::cluster::{
-    Adapter, COMMAND_TIMEOUT, ClusterDriver, ClusterError, Redis, RedisKv, RedisPresence, Streams,
+    COMMAND_TIMEOUT, ClusterError, Redis, RedisDriver, RedisKv, RedisPluginStore, RedisPresence,
+    RedisSessions, Streams,
 };
 use crate::config::Config;
 use crate::control::{CanaryWatch, Origin, PluginControl};
-use crate::gateway::{self, Gateway, Io, MemorySessions, Recovery, RedisSessions, SessionStore};
-use crate::ops;
+use crate::gateway::{self, Adapter, AdapterDriver, Gateway, Io, MemorySessions, Recovery, SessionStore};
+use crate::ops::{self, Upstream};
 use crate::plugins::{EngineSettings, KvStore, PluginEngine, Registry, Rollout};
 use crate::presence::Presence;
 use crate::{publish, sse};
@@ -40,6 +44,8 @@ pub enum StartError {
     },
     #[error("cluster: {0}")]
     Cluster(ClusterError),
+    #[error("cluster: {0}")]
+    Records(RecordsUnavailable),
     #[error(transparent)]
     Mount(crate::control::NamespaceError),
     #[error("data directory: {0}")]
@@ -56,37 +62,21 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
-/// What every part of the node shares. Each responsibility (gateway, SSE,
-/// admin, ...) gets its routes from [`router`] with this state.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub verifier: Arc<Verifier>,
-    pub io: Io,
-    /// The Redis connection in cluster mode.
-    pub redis: Option<Redis>,
-    pub gateway: Arc<Gateway>,
-    /// Channels' ids, history and SSE subscribers.
-    pub channels: Arc<Hub>,
-    pub admin: Arc<Admin>,
-    /// The only way the plugin set changes.
-    pub control: Arc<PluginControl>,
-    /// Prometheus metrics (`/metrics`).
-    pub metrics: Arc<ops::Metrics>,
-}
+pub use crate::state::AppState;
 
 /// A bound, ready server. [`Server::run`] serves until shutdown.
 pub struct Server {
-    listener: TcpListener,
+    listener: crate::net::Listener,
     router: Router,
     /// The admin API's own listener, when `[admin] listen` is set.
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(crate::net::Listener, Router)>,
     pub state: AppState,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
+    /// Build every part of the node, load its plugin set and bind its
+    /// listeners; nothing is served until [`Server::run`].
     pub async fn bind(mut config: Config) -> Result<Self, StartError> {
         if config.cache_dir.is_none()
             && let Some(data) = &config.data_dir
@@ -94,152 +84,30 @@ impl Server {
             config.cache_dir = Some(data.join("cache"));
         }
         let admin = Arc::new(Admin::new(&config)?);
-        let verifier = Arc::new(
-            Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?,
+        let verifier = verifier(&config)?;
+        let engine = engine(&config)?;
+        let backends = Backends::choose(&config).await?;
+        let registry = Arc::new(
+            Registry::new(Arc::new(engine), backends.kv.clone())
+                .with_presence(backends.presence.clone())
+                .with_outbound(config.outbound_settings()),
         );
-        let needs_key = config.auth.mode == AuthMode::Required
-            || config
-                .plugins
-                .values()
-                .any(|p| p.auth == Some(AuthMode::Required));
-        if needs_key && !verifier.has_keys() {
-            return Err(StartError::NoAuthKey);
-        }
-        let engine = PluginEngine::new(&EngineSettings {
-            max_instances: config.runtime.max_instances,
-            max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(
-                config
-                    .plugins
-                    .values()
-                    .filter_map(|p| p.memory_limit_mb)
-                    .max()
-                    .unwrap_or(0)
-                    << 20,
-            ),
-            cache_dir: config.cache_dir.clone(),
-            ..EngineSettings::default()
-        })
-        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let (driver, kv, redis) = match &config.cluster.redis_url {
-            None => (
-                ClusterDriver::Local,
-                KvStore::memory(config.runtime.kv_max_keys),
-                None,
-            ),
-            Some(url) => {
-                let wait = Duration::from_secs(config.cluster.connect_wait_secs);
-                let redis = Redis::connect(url, wait)
-                    .await
-                    .map_err(StartError::Cluster)?;
-                tracing::info!(node = %node_id(&config), "cluster mode over {url}");
-                let kv = KvStore::redis(RedisKv::new(redis.clone()));
-                (ClusterDriver::redis(redis.clone()), kv, Some(redis))
-            }
-        };
-        let presence = match &redis {
-            None => Presence::memory(node_id(&config)),
-            Some(r) => {
-                let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
-                let p = Presence::redis(
-                    node_id(&config),
-                    RedisPresence::new(r.clone(), node_id(&config), ttl),
-                );
-                p.spawn_heartbeat();
-                p
-            }
-        };
-        let registry =
-            Arc::new(Registry::new(Arc::new(engine), kv).with_presence(presence.clone()));
-        let adapter = RedisAdapterCtr::new_with_driver(
-            driver.clone(),
-            RedisAdapterConfig::new()
-                .with_prefix("portico")
-                .with_request_timeout(COMMAND_TIMEOUT),
-        );
-
-        let hub_settings = HubSettings {
-            history: HistoryLimits {
-                size: config.sse.history_size,
-                max_age: Duration::from_secs(config.sse.history_max_age_secs),
-            },
-            buffer: config.sse.buffer,
-        };
-        // Cluster mode: channels go through one Redis Stream per plugin.
-        let streams = redis
-            .as_ref()
-            .map(|r| Streams::new(r.clone(), config.sse.history_size, config.cluster.outbox));
-        let channels = Arc::new(Hub::with_streams(hub_settings, streams.clone()));
-        let sessions: Arc<dyn SessionStore> = match &redis {
-            None => Arc::new(MemorySessions::default()),
-            Some(r) => Arc::new(RedisSessions::new(r.clone())),
-        };
-        let recovery = Recovery::new(
-            Duration::from_secs(config.socketio.recovery_window_secs),
-            // A killed node counts as dead once its heartbeat expired.
-            Duration::from_millis(config.cluster.node_ttl_ms + 1000),
-            node_id(&config),
-            sessions,
-            channels.clone(),
-        );
-        recovery.spawn_refresher();
-
-        let s = &config.socketio;
-        let (layer, io) = SocketIo::builder()
-            .with_adapter::<Adapter>(adapter)
-            .with_restore_hook(recovery.hook())
-            .max_payload(s.max_payload)
-            // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
-            .ws_max_message_size(s.max_payload as usize)
-            .ws_max_frame_size(s.max_payload as usize)
-            .max_buffer_size(s.max_buffer_size)
-            .ws_read_buffer_size(s.ws_read_buffer_size)
-            .ping_interval(Duration::from_millis(s.ping_interval_ms))
-            .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
-            .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
-            .build_layer();
-
+        let channels = channels(&config, &backends).await?;
+        let recovery = recovery(&config, &backends, &channels);
+        let (layer, io) = socketio(&config, backends.driver.clone(), &recovery);
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-        if let (Some(streams), Some(url)) = (streams, &config.cluster.redis_url) {
-            streams
-                .spawn_reader(url, Arc::downgrade(&channels))
-                .await
-                .map_err(StartError::Cluster)?;
-        }
-
-        channels.spawn_sweeper(Duration::from_secs(
-            config.sse.history_max_age_secs.clamp(1, 60),
-        ));
-
-        let control = PluginControl::new(
-            registry.clone(),
-            CanaryWatch {
-                policy: config.canary.policy(),
-                every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
-            },
-        );
+        let control = PluginControl::new(registry.clone(), canary_watch(&config));
         admin.persist_changes(&control);
-        // The data directory first: its state wins for the names it has.
-        if let Some(store) = admin.data_dir() {
-            let restored = store.restore(&control).await?;
-            tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
-        }
-        load_plugin_dir(&control, &config).await?;
-        // Cluster mode: the cluster's plugin set wins for the names it has.
-        if let Some(redis) = &redis {
-            let store = crate::cluster::PluginStore::new(redis.clone());
-            admin
-                .join_cluster(store, node_id(&config), &control)
-                .await
-                .map_err(StartError::Cluster)?;
-        }
+        load_plugin_set(&control, &admin, &config, &backends).await?;
         let config = Arc::new(config);
         let metrics = Arc::new(ops::Metrics::new(ops::Sources {
             registry: registry.clone(),
             hub: channels.clone(),
             io: io.clone(),
-            cluster: driver,
-            redis: redis.clone(),
+            cluster: backends.driver.clone(),
+            upstream: backends.upstream(),
         }));
+        let sessions = session_gate(&config, &metrics);
         let gateway = Arc::new(
             Gateway::new(
                 io.clone(),
@@ -249,28 +117,23 @@ impl Server {
                 metrics.clone(),
                 recovery,
             )
-            .with_presence(presence),
+            .with_presence(backends.presence.clone())
+            .with_pending_sessions(sessions.pending.clone()),
         );
         control
             .attach_namespaces(gateway.clone())
             .await
             .map_err(StartError::Mount)?;
         let cors = cors_layer(&config.cors)?;
-
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let net = crate::net::Plan::new(&config.net, &metrics);
+        let listener = bind_listener(&net, config.listen, tls.clone(), false).await?;
         let state = AppState {
             config,
             registry,
             gateway,
             verifier,
             io,
-            redis,
+            upstream: backends.upstream(),
             channels,
             admin,
             control,
@@ -280,25 +143,14 @@ impl Server {
             crate::admin::replicate::spawn(state.control.clone(), r.clone());
         }
         let admin = match state.config.admin.listen {
-            Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                Some((l, crate::admin::router(state.clone())))
-            }
+            Some(addr) => Some((
+                bind_listener(&net, addr, None, true).await?,
+                crate::admin::router(state.clone())
+                    .layer(axum::middleware::from_fn(crate::http_error::log_errors)),
+            )),
             None => None,
         };
-        let mut router = router(state.clone());
-        if admin.is_none() {
-            router = router.merge(crate::admin::router(state.clone()));
-        }
-        let router = router
-            .layer(layer)
-            // Outside socketioxide's layer, so the request it keeps is the copy.
-            .layer(axum::middleware::map_request(gateway::detach_handshake))
-            .layer(cors)
-            // Per-request spans and events at debug level (`PORTICO_LOG=tower_http=debug`).
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let router = http_router(&state, admin.is_none(), layer, cors, sessions);
         Ok(Self {
             listener,
             router,
@@ -332,7 +184,7 @@ impl Server {
     /// or `[shutdown] grace_secs` after the signal, whichever comes first.
     ///
     /// HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on a plain listener;
-    /// with TLS, ALPN picks `h2` or `http/1.1`.
+    /// with TLS, ALPN picks `h2` or `http/1.1` (see [`crate::net`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -357,41 +209,11 @@ impl Server {
             }
         });
         if let Some((listener, router)) = self.admin {
-            let admin = axum::serve(listener, router).with_graceful_shutdown(signal.clone());
-            tokio::spawn(async move {
-                if let Err(e) = admin.await {
-                    tracing::error!("admin listener failed: {e}");
-                }
-            });
+            tokio::spawn(listener.serve(router, signal.clone()));
         }
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let serve = async {
-            match self.tls {
-                None => {
-                    axum::serve(self.listener, app)
-                        .with_graceful_shutdown(signal.clone())
-                        .await
-                }
-                Some(config) => {
-                    let handle = axum_server::Handle::<SocketAddr>::new();
-                    let stopper = handle.clone();
-                    let signal = signal.clone();
-                    tokio::spawn(async move {
-                        signal.await;
-                        stopper.graceful_shutdown(Some(grace));
-                    });
-                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                        axum_server::tls_rustls::RustlsConfig::from_config(config),
-                    );
-                    axum_server::Server::<SocketAddr>::from_listener(self.listener)
-                        .acceptor(acceptor)
-                        .handle(handle)
-                        .serve(app)
-                        .await
-                }
-            }
+            self.listener.serve(self.router, signal.clone()).await;
+            std::io::Result::Ok(())
         };
         let in_flight = self.state.gateway.in_flight().clone();
         let finished = async {
@@ -420,13 +242,254 @@ impl Server {
     }
 }
 
-/// This node's name: configured, else `<hostname>-<pid>`.
-pub fn node_id(config: &Config) -> String {
-    config.cluster.node_id.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "node".into(), |h| h.trim().to_owned());
-        format!("{host}-{}", std::process::id())
+/// The capabilities that differ between one node and a cluster, chosen once.
+struct Backends {
+    driver: AdapterDriver,
+    kv: KvStore,
+    presence: Arc<Presence>,
+    /// Cluster mode: the SSE channels' shared log.
+    streams: Option<Arc<Streams>>,
+    /// Cluster mode: the cluster's plugin set.
+    records: Option<Arc<dyn PluginRecords>>,
+    /// Socket.IO sessions waiting to be recovered.
+    sessions: Arc<dyn SessionStore>,
+    redis: Option<Redis>,
+}
+
+impl Backends {
+    /// The shared backend whose health the node reports.
+    fn upstream(&self) -> Option<Arc<dyn Upstream>> {
+        self.redis.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>)
+    }
+
+    /// In memory without `cluster.redis_url`, else over Redis.
+    async fn choose(config: &Config) -> Result<Self, StartError> {
+        let node = config.node_id();
+        let Some(url) = &config.cluster.redis_url else {
+            return Ok(Self {
+                driver: AdapterDriver::Local,
+                kv: KvStore::memory(config.runtime.kv_max_keys),
+                presence: Presence::memory(node),
+                streams: None,
+                records: None,
+                sessions: Arc::new(MemorySessions::default()),
+                redis: None,
+            });
+        };
+        let wait = Duration::from_secs(config.cluster.connect_wait_secs);
+        let redis = Redis::connect(url, wait)
+            .await
+            .map_err(StartError::Cluster)?;
+        tracing::info!(node = %node, "cluster mode over {url}");
+        let ttl = Duration::from_millis(config.cluster.node_ttl_ms);
+        let store = RedisPresence::new(redis.clone(), node.clone(), ttl);
+        let presence = Presence::new(node, Arc::new(store));
+        presence.spawn_heartbeat();
+        let streams = Streams::new(redis.clone(), config.sse.history_size, config.cluster.outbox);
+        Ok(Self {
+            driver: AdapterDriver::Remote(RedisDriver::new(redis.clone())),
+            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))),
+            presence,
+            streams: Some(streams),
+            records: Some(Arc::new(RedisPluginStore::new(redis.clone()))),
+            sessions: Arc::new(RedisSessions::new(redis.clone())),
+            redis: Some(redis),
+        })
+    }
+}
+
+/// The JWT verifier; refuses to start when auth is required without a key.
+fn verifier(config: &Config) -> Result<Arc<Verifier>, StartError> {
+    let verifier =
+        Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
+    let needs_key = config.auth.mode == AuthMode::Required
+        || config
+            .plugins
+            .values()
+            .any(|p| p.auth == Some(AuthMode::Required));
+    if needs_key && !verifier.has_keys() {
+        return Err(StartError::NoAuthKey);
+    }
+    Ok(Arc::new(verifier))
+}
+
+/// The wasm engine, sized for the largest memory limit configured.
+fn engine(config: &Config) -> Result<PluginEngine, StartError> {
+    let largest_mb = config
+        .plugins
+        .values()
+        .filter_map(|p| p.memory_limit_mb)
+        .max()
+        .unwrap_or(0);
+    PluginEngine::new(&EngineSettings {
+        max_instances: config.runtime.max_instances,
+        max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(largest_mb << 20),
+        cache_dir: config.cache_dir.clone(),
+        ..EngineSettings::default()
     })
+    .map_err(|e| StartError::Engine(format!("{e:#}")))
+}
+
+/// The Socket.IO layer and server, over `driver`.
+fn socketio(
+    config: &Config,
+    driver: AdapterDriver,
+    recovery: &Recovery,
+) -> (SocketIoLayer<Adapter>, Io) {
+    let adapter = RedisAdapterCtr::new_with_driver(
+        driver,
+        RedisAdapterConfig::new()
+            .with_prefix("portico")
+            .with_request_timeout(COMMAND_TIMEOUT),
+    );
+    let s = &config.socketio;
+    SocketIo::builder()
+        .with_adapter::<Adapter>(adapter)
+        .with_restore_hook(recovery.hook())
+        .max_payload(s.max_payload)
+        // The same cap on WebSocket messages (engine.io applies max_payload to polling only).
+        .ws_max_message_size(s.max_payload as usize)
+        .ws_max_frame_size(s.max_payload as usize)
+        .max_buffer_size(s.max_buffer_size)
+        .ws_read_buffer_size(s.ws_read_buffer_size)
+        .ping_interval(Duration::from_millis(s.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(s.ping_timeout_ms))
+        .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+        // socketioxide's own defaults (10 MB, 10,000 attachments, 60 s)
+        // apply before any token is checked.
+        .with_parser(
+            socketioxide::ParserConfig::common()
+                .max_incoming_binary_buf_size(s.max_payload as usize)
+                .max_incoming_binaries(s.max_attachments)
+                .packet_completion_timeout(Duration::from_millis(s.attachment_timeout_ms)),
+        )
+        .build_layer()
+}
+
+/// The channel hub; in cluster mode it publishes through, and reads back
+/// from, one Redis Stream per plugin.
+async fn channels(config: &Config, backends: &Backends) -> Result<Arc<Hub>, StartError> {
+    let settings = HubSettings {
+        history: HistoryLimits {
+            size: config.sse.history_size,
+            max_bytes: config.sse.history_max_bytes,
+            max_age: Duration::from_secs(config.sse.history_max_age_secs),
+        },
+        buffer: config.sse.buffer,
+    };
+    let log = backends.streams.clone().map(|s| s as Arc<dyn ChannelLog>);
+    let hub = Arc::new(Hub::with_log(settings, log).with_stream_caps(
+        config.sse.max_streams_per_ip,
+        config.sse.max_streams_per_subject,
+    ));
+    if let (Some(streams), Some(url)) = (&backends.streams, &config.cluster.redis_url) {
+        streams
+            .clone()
+            .spawn_reader(url, Arc::downgrade(&hub))
+            .await
+            .map_err(StartError::Cluster)?;
+    }
+    hub.spawn_sweeper(Duration::from_secs(
+        config.sse.history_max_age_secs.clamp(1, 60),
+    ));
+    Ok(hub)
+}
+
+/// Connection state recovery, its sessions in `backends`' store.
+fn recovery(config: &Config, backends: &Backends, channels: &Arc<Hub>) -> Arc<Recovery> {
+    let recovery = Recovery::new(
+        Duration::from_secs(config.socketio.recovery_window_secs),
+        // A killed node counts as dead once its heartbeat expired.
+        Duration::from_millis(config.cluster.node_ttl_ms + 1000),
+        config.node_id(),
+        backends.sessions.clone(),
+        channels.clone(),
+    );
+    recovery.spawn_refresher();
+    recovery
+}
+
+/// Bounds the Engine.IO sessions that have not connected a namespace yet.
+fn session_gate(config: &Config, metrics: &ops::Metrics) -> crate::net::SessionGate {
+    let s = &config.socketio;
+    crate::net::SessionGate::new(
+        crate::net::PendingSessions::new(
+            s.max_pending_sessions,
+            s.max_pending_sessions_per_ip,
+            // socketioxide starts its clock a little later (after the upgrade).
+            Duration::from_millis(s.connect_timeout_ms) + Duration::from_secs(1),
+        ),
+        metrics,
+    )
+}
+
+fn canary_watch(config: &Config) -> CanaryWatch {
+    CanaryWatch {
+        policy: config.canary.policy(),
+        every: Duration::from_millis(config.canary.check_interval_ms.max(10)),
+    }
+}
+
+/// The plugin set at start, each source through the control service: the
+/// data directory first (its state wins for the names it has), then
+/// `--plugins`, then in cluster mode the cluster's set (it wins over both).
+async fn load_plugin_set(
+    control: &PluginControl,
+    admin: &Admin,
+    config: &Config,
+    backends: &Backends,
+) -> Result<(), StartError> {
+    if let Some(store) = admin.data_dir() {
+        let restored = store.restore(control).await?;
+        tracing::info!(dir = %store.root().display(), plugins = restored.slots.len(), "restored the plugin set");
+    }
+    load_plugin_dir(control, config).await?;
+    if let Some(records) = &backends.records {
+        admin
+            .join_cluster(records.clone(), config.node_id(), control)
+            .await
+            .map_err(StartError::Records)?;
+    }
+    Ok(())
+}
+
+async fn bind_listener(
+    net: &crate::net::Plan,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    admin: bool,
+) -> Result<crate::net::Listener, StartError> {
+    net.bind(addr, tls, admin)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// The node's HTTP service: every route (the admin API too, unless it has its
+/// own listener), Socket.IO as a layer, CORS and request tracing.
+fn http_router(
+    state: &AppState,
+    with_admin: bool,
+    socketio: SocketIoLayer<Adapter>,
+    cors: tower_http::cors::CorsLayer,
+    sessions: crate::net::SessionGate,
+) -> Router {
+    let mut router = router(state.clone());
+    if with_admin {
+        router = router.merge(crate::admin::router(state.clone()));
+    }
+    router
+        .layer(axum::middleware::from_fn(crate::http_error::log_errors))
+        .layer(socketio)
+        // Engine.IO sessions not yet in a namespace are capped before socketioxide sees them.
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            crate::net::admit_sessions,
+        ))
+        // Outside socketioxide's layer, so the request it keeps is the copy.
+        .layer(axum::middleware::map_request(gateway::detach_handshake))
+        .layer(cors)
+        // Per-request spans and events at debug level (`PORTICO_LOG=tower_http=debug`).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Every HTTP route of the node except Socket.IO (which is a layer).

@@ -2,46 +2,72 @@
 //! [`export!`](crate::export) macro calls. Nothing here is public API.
 
 use crate::action::Action;
-use crate::types::{Connection, Event, Manifest, Payload, Principal, Rejection, Transport};
+use crate::timers::Timer;
+use crate::types::{
+    Connection, Details, Event, Manifest, Payload, Principal, Rejection, Transport,
+};
 use crate::wit::portico::plugin::types as w;
 use crate::{Plugin, rt};
 
 pub use crate::wit::exports::portico::plugin::handler::Guest;
 pub use w::{
     Action as WitAction, Connection as WitConnection, Event as WitEvent, Manifest as WitManifest,
-    Rejection as WitRejection,
+    Rejection as WitRejection, TimerEvent as WitTimerEvent,
 };
 
 type WitResult = Result<Vec<WitAction>, WitRejection>;
 
-/// `describe`, with the panic hook installed first.
+/// `describe`, with the panic hook installed first: the plugin's manifest
+/// plus the events its typed handlers declare.
 pub fn describe<P: Plugin>() -> WitManifest {
     rt::init();
-    P::manifest().into()
+    crate::router::manifest_of::<P>().into()
 }
 
-/// `on-connect`.
+/// `on-connect`: the one call that carries the whole record; it is cached
+/// for the calls that follow (which carry the id only).
 pub fn on_connect<P: Plugin>(conn: WitConnection) -> WitResult {
     rt::init();
-    lower_result(P::on_connect(&conn.into()))
+    let conn: Connection = conn.into();
+    crate::host::remember(&conn);
+    lower_result(P::on_connect(&conn))
 }
 
-/// `on-event`.
-pub fn on_event<P: Plugin>(conn: WitConnection, event: WitEvent) -> WitResult {
+/// `on-events`: one answer per event, in order.
+pub fn on_events<P: Plugin>(conn: String, events: Vec<WitEvent>) -> Vec<WitResult> {
     rt::init();
-    lower_result(P::on_event(&conn.into(), &event.into()))
+    let conn = crate::host::connection(conn);
+    events
+        .into_iter()
+        .map(|e| lower_result(P::on_event(&conn, &e.into())))
+        .collect()
 }
 
 /// `on-disconnect`.
-pub fn on_disconnect<P: Plugin>(conn: WitConnection, reason: String) -> Vec<WitAction> {
+pub fn on_disconnect<P: Plugin>(conn: String, reason: String) -> Vec<WitAction> {
     rt::init();
-    lower_actions(P::on_disconnect(&conn.into(), &reason))
+    let conn = crate::host::connection(conn);
+    let actions = P::on_disconnect(&conn, &reason);
+    crate::host::forget(conn.id());
+    lower_actions(actions)
 }
 
 /// `on-subscribe`.
 pub fn on_subscribe<P: Plugin>(conn: WitConnection, channel: String) -> Result<(), WitRejection> {
     rt::init();
     P::on_subscribe(&conn.into(), &channel).map_err(Into::into)
+}
+
+/// `on-timer`.
+pub fn on_timer<P: Plugin>(timer: WitTimerEvent) -> Vec<WitAction> {
+    rt::init();
+    let conn = timer.conn.map(crate::host::connection);
+    let timer = Timer {
+        id: timer.id,
+        name: timer.name,
+        data_json: timer.data_json,
+    };
+    lower_actions(P::on_timer(&timer, conn.as_ref()))
 }
 
 fn lower_result(result: Result<Vec<Action>, Rejection>) -> WitResult {
@@ -73,15 +99,36 @@ impl From<w::Principal> for Principal {
 
 impl From<WitConnection> for Connection {
     fn from(c: WitConnection) -> Self {
-        Self {
-            id: c.id,
-            namespace: c.namespace,
-            transport: c.transport.into(),
-            remote_addr: c.remote_addr,
-            principal: c.principal.map(Into::into),
-            query: c.query,
-            auth_json: c.auth_json,
-        }
+        Self::from_parts(
+            c.id,
+            details(
+                c.namespace,
+                c.transport,
+                c.remote_addr,
+                c.principal,
+                c.query,
+                c.auth_json,
+            ),
+        )
+    }
+}
+
+/// The record's fields besides its id.
+pub(crate) fn details(
+    namespace: String,
+    transport: w::Transport,
+    remote_addr: Option<String>,
+    principal: Option<w::Principal>,
+    query: Vec<(String, String)>,
+    auth_json: String,
+) -> Details {
+    Details {
+        namespace,
+        transport: transport.into(),
+        remote_addr,
+        principal: principal.map(Into::into),
+        query,
+        auth_json,
     }
 }
 
@@ -224,7 +271,10 @@ mod tests {
             binary: vec![vec![7]],
             wants_ack: true,
         };
-        let actions = on_event::<Probe>(wit_conn(), event).unwrap();
+        on_connect::<Probe>(wit_conn()).unwrap();
+        let actions = on_events::<Probe>("s1".into(), vec![event])
+            .remove(0)
+            .unwrap();
         assert!(matches!(&actions[0], WitAction::SendTo(d) if d.socket == "ann"));
         assert!(matches!(&actions[1], WitAction::Publish(p) if p.include_sender));
         assert!(
@@ -237,7 +287,10 @@ mod tests {
             wants_ack: false,
         };
         assert_eq!(
-            on_event::<Probe>(wit_conn(), fail).unwrap_err().code,
+            on_events::<Probe>("s1".into(), vec![fail])
+                .remove(0)
+                .unwrap_err()
+                .code,
             "nope"
         );
         assert!(on_subscribe::<Probe>(wit_conn(), "c".into()).is_ok());

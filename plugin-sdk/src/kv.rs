@@ -39,6 +39,8 @@ pub enum KvError {
     NotANumber,
     /// Key or value over the host's size limit.
     TooLarge,
+    /// The plugin's key count or byte budget is used up; the message says which.
+    Full(String),
     /// A stored value is not what the caller expected (not UTF-8, not the JSON type asked for).
     Decode(String),
     /// Any other failure reported by the host.
@@ -51,6 +53,7 @@ impl fmt::Display for KvError {
             Self::Unavailable(m) => write!(f, "key-value store unavailable: {m}"),
             Self::NotANumber => f.write_str("stored value is not an integer"),
             Self::TooLarge => f.write_str("key or value too large"),
+            Self::Full(m) => write!(f, "key-value store full: {m}"),
             Self::Decode(m) => write!(f, "stored value cannot be decoded: {m}"),
             Self::Other(m) => write!(f, "key-value store error: {m}"),
         }
@@ -63,6 +66,7 @@ impl From<KvError> for Rejection {
     fn from(e: KvError) -> Self {
         let code = match e {
             KvError::Unavailable(_) => "kv_unavailable",
+            KvError::Full(_) => "kv_full",
             _ => "kv_error",
         };
         Rejection::new(code, e.to_string())

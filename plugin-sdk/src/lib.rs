@@ -43,7 +43,8 @@
 //! ```
 //!
 //! Build it with `crate-type = ["cdylib", "rlib"]` and
-//! `cargo build --target wasm32-wasip2 --profile plugin`: the `.wasm` file is the component.
+//! `cargo build --target wasm32-wasip2 --release`: the `.wasm` file is the component
+//! (`opt-level = "s"`, `lto = true` and `panic = "abort"` in `[profile.release]` keep it small).
 //!
 //! # Conventions
 //!
@@ -64,16 +65,22 @@ mod action;
 mod bridge;
 pub mod config;
 mod host;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod presence;
+mod router;
 mod rt;
+pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
+pub mod timers;
 mod types;
 
 pub use action::{Action, Actions};
+pub use router::{Reply, Router};
+pub use schemars::JsonSchema;
 pub use serde_json::json;
 pub use types::{Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport};
 
@@ -82,7 +89,7 @@ pub use types::{Connection, Event, EventSpec, Manifest, Payload, Principal, Reje
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_portico_plugin",
@@ -105,17 +112,21 @@ pub mod __private {
 /// # let _ = ack;
 /// ```
 pub mod prelude {
+    pub use crate::timers::Timer;
     pub use crate::{
-        Action, Actions, Connection, Event, EventSpec, Manifest, Payload, Plugin, Principal,
-        Rejection, Transport, config, json, kv, log, presence, time,
+        Action, Actions, Connection, Event, EventSpec, JsonSchema, Manifest, Payload, Plugin,
+        Principal, Rejection, Reply, Router, Transport, config, http, json, kv, log, presence,
+        state, time, timers,
     };
 }
 
 /// A Portico plugin: what happens when clients connect, send events, subscribe or leave.
 ///
 /// All functions are associated functions (no `self`): a plugin instance may be recycled or
-/// replaced between calls, so anything that must survive a call goes to [`kv`]. Only
-/// [`manifest`](Plugin::manifest) and [`on_event`](Plugin::on_event) are required.
+/// replaced between calls, so anything that must survive a call goes to [`kv`] (or to
+/// [`state`], per connection). Only [`manifest`](Plugin::manifest) is required; events are
+/// handled either by typed handlers ([`router`](Plugin::router)) or by overriding
+/// [`on_event`](Plugin::on_event) and matching on the event name.
 ///
 /// ```
 /// use portico_sdk::prelude::*;
@@ -132,7 +143,7 @@ pub mod prelude {
 /// }
 /// portico_sdk::export!(Ping);
 /// ```
-pub trait Plugin {
+pub trait Plugin: Sized + 'static {
     /// Name, version, description and events of the plugin. Called once when it is loaded.
     ///
     /// ```
@@ -157,8 +168,26 @@ pub trait Plugin {
         Ok(Actions::new())
     }
 
+    /// The typed handlers: one per event, with its payload and ack types (see [`Router`]).
+    /// Their events and schemas are added to the manifest. The default has none.
+    ///
+    /// ```no_run
+    /// # use portico_sdk::prelude::*;
+    /// #[derive(serde::Deserialize, JsonSchema)]
+    /// struct Room { room: String }
+    /// fn router() -> Router {
+    ///     Router::new().on("join", "Join a room", |_conn, Room { room }| {
+    ///         Ok(Reply::ack(json!({ "ok": true })).with(Action::join(room)))
+    ///     })
+    /// }
+    /// ```
+    fn router() -> Router {
+        Router::new()
+    }
+
     /// A client sent an event. An error becomes the error ack
     /// `{"ok": false, "code": ..., "message": ...}` when the client asked for an ack.
+    /// The default dispatches to the typed handlers of [`router`](Plugin::router).
     ///
     /// ```no_run
     /// # use portico_sdk::prelude::*;
@@ -166,15 +195,36 @@ pub trait Plugin {
     ///     Ok(vec![Action::emit_payload(event.name(), event.payload())])
     /// }
     /// ```
-    fn on_event(conn: &Connection, event: &Event) -> Result<Actions, Rejection>;
+    fn on_event(conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
+        router::dispatch::<Self>(conn, event)
+    }
+
+    /// A timer set with [`timers::after`] (`conn` is `None`) or [`timers::after_for`] fired.
+    /// Actions that address "the connection" apply to `conn`; without one, only publications
+    /// and direct messages are performed. The default does nothing.
+    ///
+    /// ```no_run
+    /// # use portico_sdk::prelude::*;
+    /// fn on_timer(timer: &Timer, conn: Option<&Connection>) -> Actions {
+    ///     match conn {
+    ///         Some(_) => vec![Action::emit("reminder", &timer.name())],
+    ///         None => vec![Action::publish("lobby", "tick", &timer.id())],
+    ///     }
+    /// }
+    /// ```
+    fn on_timer(timer: &timers::Timer, conn: Option<&Connection>) -> Actions {
+        let _ = (timer, conn);
+        Actions::new()
+    }
 
     /// A client is gone; `reason` says why (`client namespace disconnect`, `transport close`,
-    /// ...). The default does nothing.
+    /// ...). Its [`state`] is still readable here and removed right after; its timers are
+    /// cancelled. The default does nothing.
     ///
     /// ```no_run
     /// # use portico_sdk::prelude::*;
     /// fn on_disconnect(conn: &Connection, _reason: &str) -> Actions {
-    ///     let _ = kv::delete(&format!("nick:{}", conn.id()));
+    ///     log::info(&format!("{} left after {:?}", conn.id(), state::get_string(conn, "nick")));
     ///     Actions::new()
     /// }
     /// ```
@@ -234,17 +284,19 @@ macro_rules! export {
                 > {
                     $crate::__private::on_connect::<$plugin>(conn)
                 }
-                fn on_event(
-                    conn: $crate::__private::WitConnection,
-                    event: $crate::__private::WitEvent,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::__private::WitAction>,
-                    $crate::__private::WitRejection,
+                fn on_events(
+                    conn: ::std::string::String,
+                    events: ::std::vec::Vec<$crate::__private::WitEvent>,
+                ) -> ::std::vec::Vec<
+                    ::core::result::Result<
+                        ::std::vec::Vec<$crate::__private::WitAction>,
+                        $crate::__private::WitRejection,
+                    >,
                 > {
-                    $crate::__private::on_event::<$plugin>(conn, event)
+                    $crate::__private::on_events::<$plugin>(conn, events)
                 }
                 fn on_disconnect(
-                    conn: $crate::__private::WitConnection,
+                    conn: ::std::string::String,
                     reason: ::std::string::String,
                 ) -> ::std::vec::Vec<$crate::__private::WitAction> {
                     $crate::__private::on_disconnect::<$plugin>(conn, reason)
@@ -254,6 +306,11 @@ macro_rules! export {
                     channel: ::std::string::String,
                 ) -> ::core::result::Result<(), $crate::__private::WitRejection> {
                     $crate::__private::on_subscribe::<$plugin>(conn, channel)
+                }
+                fn on_timer(
+                    timer: $crate::__private::WitTimerEvent,
+                ) -> ::std::vec::Vec<$crate::__private::WitAction> {
+                    $crate::__private::on_timer::<$plugin>(timer)
                 }
             }
 

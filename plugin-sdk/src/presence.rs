@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::Rejection;
 
 /// One socket in a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
     /// Socket id (usable with [`Action::send_to`](crate::Action::send_to) on its node).
     pub socket: String,

@@ -34,10 +34,48 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::http::{HttpError, Request, Response};
 use crate::kv::KvError;
 use crate::log::Level;
 use crate::presence::{Member, PresenceError};
+use crate::state::StateError;
+use crate::timers::{Timer, TimerError};
 use crate::{Action, Connection, Event, Manifest, Payload, Plugin, Principal, Rejection};
+
+/// The host's limits, mirrored so a test that passes here does not fail on a node.
+pub mod limits {
+    /// Largest KV key, in bytes.
+    pub const KV_MAX_KEY_BYTES: usize = 1024;
+    /// Largest KV value, in bytes.
+    pub const KV_MAX_VALUE_BYTES: usize = 1024 * 1024;
+    /// Keys per plugin (the host's default `runtime.kv_max_keys`).
+    pub const KV_MAX_KEYS: usize = 100_000;
+    /// Largest connection-state key, in bytes.
+    pub const STATE_MAX_KEY_BYTES: usize = 256;
+    /// Largest connection-state value, in bytes.
+    pub const STATE_MAX_VALUE_BYTES: usize = 64 << 10;
+    /// Keys per connection.
+    pub const STATE_MAX_KEYS: usize = 64;
+    /// Keys and values of one connection together, in bytes.
+    pub const STATE_MAX_BYTES: usize = 256 << 10;
+    /// Timers pending per plugin.
+    pub const TIMERS_MAX_PENDING: usize = 1000;
+    /// Longest timer delay, in milliseconds (24 h).
+    pub const TIMER_MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
+    /// A timer's name and data together, in bytes.
+    pub const TIMER_MAX_BYTES: usize = 16 << 10;
+}
+
+/// A fake backend: answers the plugin's outbound requests in tests.
+type Backend = std::rc::Rc<dyn Fn(&Request) -> Result<Response, HttpError>>;
+
+/// A pending timer in the test host.
+#[derive(Clone)]
+pub(crate) struct PendingTimer {
+    pub(crate) due_ms: u64,
+    pub(crate) timer: Timer,
+    pub(crate) conn: Option<String>,
+}
 
 /// The node name of members the [`TestHost`] records.
 pub const TEST_NODE: &str = "test-node";
@@ -73,6 +111,15 @@ pub(crate) mod state {
         pub logs: Vec<LogLine>,
         /// channel -> members
         pub presence: BTreeMap<String, Vec<Member>>,
+        /// Connected connections: the record and its state.
+        pub conns: BTreeMap<String, (Connection, BTreeMap<String, Vec<u8>>)>,
+        /// Connections that ended (they are not connected again by a later call).
+        pub ended: std::collections::BTreeSet<String>,
+        pub timers: BTreeMap<u64, PendingTimer>,
+        pub next_timer: u64,
+        pub backend: Option<Backend>,
+        pub requests: Vec<Request>,
+        pub kv_max_keys: usize,
     }
 
     impl Default for State {
@@ -83,6 +130,13 @@ pub(crate) mod state {
                 kv: BTreeMap::new(),
                 logs: Vec::new(),
                 presence: BTreeMap::new(),
+                conns: BTreeMap::new(),
+                ended: std::collections::BTreeSet::new(),
+                timers: BTreeMap::new(),
+                next_timer: 1,
+                backend: None,
+                requests: Vec::new(),
+                kv_max_keys: limits::KV_MAX_KEYS,
             }
         }
     }
@@ -160,6 +214,137 @@ pub(crate) mod state {
         });
     }
 
+    /// The connection is connected (unless it already ended).
+    pub(crate) fn connected(conn: &Connection) {
+        with(|s| {
+            if !s.ended.contains(conn.id()) && !s.conns.contains_key(conn.id()) {
+                s.conns
+                    .insert(conn.id().to_owned(), (conn.clone(), BTreeMap::new()));
+            }
+        });
+    }
+
+    /// The connection ended: its state and timers go, as on a node.
+    pub(crate) fn ended(id: &str) {
+        with(|s| {
+            s.conns.remove(id);
+            s.ended.insert(id.to_owned());
+            s.timers.retain(|_, t| t.conn.as_deref() != Some(id));
+        });
+    }
+
+    pub fn connection_info(id: &str) -> Option<crate::types::Details> {
+        with(|s| s.conns.get(id).map(|(c, _)| c.details().clone()))
+    }
+
+    pub fn state_get(conn: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        with(|s| {
+            let (_, values) = s.conns.get(conn).ok_or(StateError::Gone)?;
+            Ok(values.get(key).cloned())
+        })
+    }
+
+    pub fn state_set(conn: &str, key: &str, value: &[u8]) -> Result<(), StateError> {
+        with(|s| {
+            let (_, values) = s.conns.get_mut(conn).ok_or(StateError::Gone)?;
+            if key.len() > limits::STATE_MAX_KEY_BYTES
+                || value.len() > limits::STATE_MAX_VALUE_BYTES
+            {
+                return Err(StateError::TooLarge);
+            }
+            if !values.contains_key(key) && values.len() >= limits::STATE_MAX_KEYS {
+                return Err(StateError::Full(format!(
+                    "at most {} keys",
+                    limits::STATE_MAX_KEYS
+                )));
+            }
+            let others: usize = values
+                .iter()
+                .filter(|(k, _)| k.as_str() != key)
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            if others + key.len() + value.len() > limits::STATE_MAX_BYTES {
+                return Err(StateError::Full(format!(
+                    "at most {} bytes",
+                    limits::STATE_MAX_BYTES
+                )));
+            }
+            values.insert(key.to_owned(), value.to_vec());
+            Ok(())
+        })
+    }
+
+    pub fn state_delete(conn: &str, key: &str) -> Result<bool, StateError> {
+        with(|s| {
+            let (_, values) = s.conns.get_mut(conn).ok_or(StateError::Gone)?;
+            Ok(values.remove(key).is_some())
+        })
+    }
+
+    pub fn timer_set(
+        delay_ms: u64,
+        name: &str,
+        data_json: &str,
+        conn: Option<&str>,
+    ) -> Result<u64, TimerError> {
+        with(|s| {
+            if let Some(id) = conn
+                && !s.conns.contains_key(id)
+            {
+                return Err(TimerError::Gone);
+            }
+            if delay_ms > limits::TIMER_MAX_DELAY_MS {
+                return Err(TimerError::Invalid(
+                    "delay over the maximum of 86400 s".into(),
+                ));
+            }
+            if name.len() + data_json.len() > limits::TIMER_MAX_BYTES {
+                return Err(TimerError::Invalid(format!(
+                    "name and data over {} bytes",
+                    limits::TIMER_MAX_BYTES
+                )));
+            }
+            if s.timers.len() >= limits::TIMERS_MAX_PENDING {
+                return Err(TimerError::TooMany(limits::TIMERS_MAX_PENDING as u32));
+            }
+            let id = s.next_timer;
+            s.next_timer += 1;
+            let timer = Timer {
+                id,
+                name: name.to_owned(),
+                data_json: data_json.to_owned(),
+            };
+            let due_ms = s.now_ms.saturating_add(delay_ms);
+            s.timers.insert(
+                id,
+                PendingTimer {
+                    due_ms,
+                    timer,
+                    conn: conn.map(str::to_owned),
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    pub fn timer_cancel(id: u64) -> bool {
+        with(|s| s.timers.remove(&id).is_some())
+    }
+
+    pub fn http_send(req: &Request) -> Result<Response, HttpError> {
+        let backend = with(|s| {
+            s.requests.push(req.clone());
+            s.backend.clone()
+        });
+        match backend {
+            Some(backend) => backend(req),
+            None => Err(HttpError::Forbidden(format!(
+                "{}: no outbound origin is allowed (give the TestHost a backend with `with_backend`)",
+                req.url()
+            ))),
+        }
+    }
+
     pub(crate) fn forget(socket: &str) {
         with(|s| {
             for members in s.presence.values_mut() {
@@ -168,19 +353,48 @@ pub(crate) mod state {
         });
     }
 
+    fn kv_check(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
+        if key.len() > limits::KV_MAX_KEY_BYTES
+            || value.is_some_and(|v| v.len() > limits::KV_MAX_VALUE_BYTES)
+        {
+            return Err(KvError::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// Room for one more key, as the host counts: expired keys are swept first.
+    fn kv_room(s: &mut State, key: &str) -> Result<(), KvError> {
+        if s.live(key).is_some() || s.kv.len() < s.kv_max_keys {
+            return Ok(());
+        }
+        let now = s.now_ms;
+        s.kv.retain(|_, (_, expiry)| expiry.is_none_or(|e| e > now));
+        if s.kv.len() >= s.kv_max_keys {
+            return Err(KvError::Full(format!(
+                "at most {} keys per plugin",
+                s.kv_max_keys
+            )));
+        }
+        Ok(())
+    }
+
     pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        kv_check(key, None)?;
         Ok(with(|s| s.live(key).map(|(v, _)| v.clone())))
     }
 
     pub fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), KvError> {
+        kv_check(key, Some(value))?;
         with(|s| {
+            kv_room(s, key)?;
             let expiry = ttl_ms.map(|ttl| s.now_ms.saturating_add(ttl));
             s.kv.insert(key.to_owned(), (value.to_vec(), expiry));
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn kv_delete(key: &str) -> Result<bool, KvError> {
+        kv_check(key, None)?;
         Ok(with(|s| {
             let existed = s.live(key).is_some();
             s.kv.remove(key);
@@ -189,7 +403,9 @@ pub(crate) mod state {
     }
 
     pub fn kv_incr(key: &str, by: i64) -> Result<i64, KvError> {
+        kv_check(key, None)?;
         with(|s| {
+            kv_room(s, key)?;
             let (current, expiry) = match s.live(key) {
                 None => (0, None),
                 Some((bytes, expiry)) => {
@@ -322,7 +538,7 @@ impl<P: Plugin> TestHost<P> {
         state::with(|s| s.config.remove(key));
     }
 
-    /// The plugin's manifest.
+    /// The plugin's manifest, with the events of its typed handlers, as the host sees it.
     ///
     /// ```
     /// # use portico_sdk::testing::TestHost;
@@ -334,7 +550,7 @@ impl<P: Plugin> TestHost<P> {
     /// assert_eq!(TestHost::<P>::new().manifest().name(), "p");
     /// ```
     pub fn manifest(&self) -> Manifest {
-        P::manifest()
+        crate::router::manifest_of::<P>()
     }
 
     fn fresh_id(&self) -> String {
@@ -429,9 +645,12 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn connect(&self, conn: &Connection) -> Result<Vec<Action>, Rejection> {
+        // As on a node: registered first (on-connect may set state and timers), gone if refused.
+        state::connected(conn);
         let result = P::on_connect(conn);
-        if let Ok(actions) = &result {
-            state::track(conn, actions);
+        match &result {
+            Ok(actions) => state::track(conn, actions),
+            Err(_) => state::ended(conn.id()),
         }
         result
     }
@@ -487,6 +706,8 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn send(&self, conn: &Connection, event: Event) -> Result<Vec<Action>, Rejection> {
+        // A test may send without connecting first; the connection counts as connected.
+        state::connected(conn);
         let result = P::on_event(conn, &event);
         if let Ok(actions) = &result {
             state::track(conn, actions);
@@ -523,9 +744,104 @@ impl<P: Plugin> TestHost<P> {
     /// # }
     /// ```
     pub fn disconnect(&self, conn: &Connection, reason: &str) -> Vec<Action> {
+        state::connected(conn);
         let actions = P::on_disconnect(conn, reason);
         state::forget(conn.id());
+        // After on-disconnect, as on a node: its state and timers are gone.
+        state::ended(conn.id());
         actions
+    }
+
+    /// The connection state of `conn` (what [`state`](crate::state) holds for it), sorted;
+    /// empty once it disconnected.
+    ///
+    /// ```no_run
+    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
+    /// let alice = host.user("alice");
+    /// host.disconnect(&alice, "transport close");
+    /// assert!(host.state_keys(&alice).is_empty());
+    /// # }
+    /// ```
+    pub fn state_keys(&self, conn: &Connection) -> Vec<String> {
+        state::with(|s| {
+            s.conns
+                .get(conn.id())
+                .map(|(_, v)| v.keys().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Answer the plugin's outbound HTTP requests with `backend` (builder style). Without
+    /// one, every request fails with [`HttpError::Forbidden`], as on a node with no
+    /// `outbound` origins.
+    ///
+    /// ```
+    /// use portico_sdk::prelude::*;
+    /// use portico_sdk::http::{Request, Response};
+    /// use portico_sdk::testing::TestHost;
+    ///
+    /// struct Quote;
+    /// impl Plugin for Quote {
+    ///     fn manifest() -> Manifest { Manifest::new("quote", "1") }
+    ///     fn on_event(_: &Connection, _: &Event) -> Result<Actions, Rejection> {
+    ///         let price: f64 = Request::get("http://prices.internal/acme").send()?.json()?;
+    ///         Ok(vec![Action::ack(&json!({ "ok": true, "price": price }))])
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::<Quote>::new().with_backend(|req: &Request| {
+    ///     assert_eq!(req.url(), "http://prices.internal/acme");
+    ///     Ok(Response::json_body(&12.5))
+    /// });
+    /// let ann = host.user("ann");
+    /// assert_eq!(host.ack(&ann, "price", ()), json!({ "ok": true, "price": 12.5 }));
+    /// assert_eq!(host.requests().len(), 1);
+    /// ```
+    pub fn with_backend(
+        self,
+        backend: impl Fn(&Request) -> Result<Response, HttpError> + 'static,
+    ) -> Self {
+        state::with(|s| s.backend = Some(std::rc::Rc::new(backend)));
+        self
+    }
+
+    /// The outbound requests the plugin made, oldest first.
+    ///
+    /// ```no_run
+    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
+    /// assert!(host.requests().is_empty());
+    /// # }
+    /// ```
+    pub fn requests(&self) -> Vec<Request> {
+        state::with(|s| s.requests.clone())
+    }
+
+    /// Caps the plugin's KV keys (the host's `runtime.kv_max_keys`; default 100,000).
+    ///
+    /// ```no_run
+    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
+    /// let host = host.with_kv_max_keys(10);
+    /// # }
+    /// ```
+    pub fn with_kv_max_keys(self, max: usize) -> Self {
+        state::with(|s| s.kv_max_keys = max);
+        self
+    }
+
+    /// The pending timers: `(id, name, due time in ms)`, in id order.
+    ///
+    /// ```no_run
+    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
+    /// assert!(host.timers().is_empty());
+    /// # }
+    /// ```
+    pub fn timers(&self) -> Vec<(u64, String, u64)> {
+        state::with(|s| {
+            s.timers
+                .values()
+                .map(|t| (t.timer.id, t.timer.name.clone(), t.due_ms))
+                .collect()
+        })
     }
 
     /// The members of `channel`: what the `join`/`leave` actions returned by this host's
@@ -685,16 +1001,63 @@ impl<P: Plugin> TestHost<P> {
         state::now_ms()
     }
 
-    /// Moves the clock forward; keys whose TTL ran out disappear.
+    /// Moves the clock forward: keys whose TTL ran out disappear, and the timers that come due
+    /// fire in order (each at its due time), calling `on_timer`. Returns the actions they
+    /// returned, in order.
     ///
-    /// ```no_run
-    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
-    /// host.advance(std::time::Duration::from_secs(61));
-    /// # }
     /// ```
-    pub fn advance(&self, by: Duration) {
+    /// use portico_sdk::prelude::*;
+    /// use portico_sdk::testing::TestHost;
+    /// use std::time::Duration;
+    ///
+    /// struct Remind;
+    /// impl Plugin for Remind {
+    ///     fn manifest() -> Manifest { Manifest::new("remind", "1") }
+    ///     fn on_event(conn: &Connection, _: &Event) -> Result<Actions, Rejection> {
+    ///         timers::after_for(conn, Duration::from_secs(5), "remind", &"stand up")?;
+    ///         Ok(vec![])
+    ///     }
+    ///     fn on_timer(t: &Timer, _conn: Option<&Connection>) -> Actions {
+    ///         vec![Action::emit("remind", &t.data::<String>().unwrap_or_default())]
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::<Remind>::new();
+    /// let ann = host.user("ann");
+    /// host.event(&ann, "later", ()).unwrap();
+    /// assert!(host.advance(Duration::from_secs(4)).is_empty());
+    /// assert_eq!(host.advance(Duration::from_secs(1)), vec![Action::emit("remind", &"stand up")]);
+    /// ```
+    pub fn advance(&self, by: Duration) -> Vec<Action> {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        state::with(|s| s.now_ms = s.now_ms.saturating_add(ms));
+        let until = state::with(|s| s.now_ms.saturating_add(ms));
+        let mut actions = Vec::new();
+        loop {
+            let due = state::with(|s| {
+                let next = s
+                    .timers
+                    .values()
+                    .filter(|t| t.due_ms <= until)
+                    .min_by_key(|t| (t.due_ms, t.timer.id))
+                    .cloned()?;
+                s.timers.remove(&next.timer.id);
+                s.now_ms = s.now_ms.max(next.due_ms);
+                let conn = next
+                    .conn
+                    .as_ref()
+                    .and_then(|id| s.conns.get(id))
+                    .map(|(c, _)| c.clone());
+                Some((next.timer, conn))
+            });
+            let Some((timer, conn)) = due else { break };
+            let fired = P::on_timer(&timer, conn.as_ref());
+            if let Some(conn) = &conn {
+                state::track(conn, &fired);
+            }
+            actions.extend(fired);
+        }
+        state::with(|s| s.now_ms = until);
+        actions
     }
 }
 

@@ -1,6 +1,8 @@
 //! The values a plugin receives and returns.
 
+use std::cell::OnceCell;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -125,12 +127,33 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     pub(crate) id: String,
+    /// Everything but the id. Calls after `on-connect` carry only the id; the
+    /// rest is fetched from the host the first time it is read (and cached).
+    pub(crate) details: OnceCell<Arc<Details>>,
+}
+
+/// The parts of a connection record besides its id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Details {
     pub(crate) namespace: String,
     pub(crate) transport: Transport,
     pub(crate) remote_addr: Option<String>,
     pub(crate) principal: Option<Principal>,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) auth_json: String,
+}
+
+impl Default for Details {
+    fn default() -> Self {
+        Self {
+            namespace: "/".into(),
+            transport: Transport::WebSocket,
+            remote_addr: None,
+            principal: None,
+            query: Vec::new(),
+            auth_json: "{}".into(),
+        }
+    }
 }
 
 impl Connection {
@@ -143,15 +166,31 @@ impl Connection {
     /// assert!(conn.principal().is_none());
     /// ```
     pub fn new(id: impl Into<String>) -> Self {
+        Self::from_parts(id.into(), Details::default())
+    }
+
+    pub(crate) fn from_parts(id: String, details: Details) -> Self {
         Self {
-            id: id.into(),
-            namespace: "/".into(),
-            transport: Transport::WebSocket,
-            remote_addr: None,
-            principal: None,
-            query: Vec::new(),
-            auth_json: "{}".into(),
+            id,
+            details: OnceCell::from(Arc::new(details)),
         }
+    }
+
+    /// A connection known by id only; the rest comes from the host when read.
+    pub(crate) fn by_id(id: String) -> Self {
+        Self {
+            id,
+            details: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn details(&self) -> &Details {
+        self.details.get_or_init(|| crate::host::details(&self.id))
+    }
+
+    fn details_mut(&mut self) -> &mut Details {
+        self.details();
+        Arc::make_mut(self.details.get_mut().expect("initialized above"))
     }
 
     /// Sets the namespace.
@@ -161,7 +200,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").with_namespace("/chat").namespace(), "/chat");
     /// ```
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
+        self.details_mut().namespace = namespace.into();
         self
     }
 
@@ -173,7 +212,7 @@ impl Connection {
     /// assert_eq!(conn.transport(), Transport::Sse);
     /// ```
     pub fn with_transport(mut self, transport: Transport) -> Self {
-        self.transport = transport;
+        self.details_mut().transport = transport;
         self
     }
 
@@ -185,7 +224,7 @@ impl Connection {
     /// assert_eq!(conn.subject(), Some("a"));
     /// ```
     pub fn with_principal(mut self, principal: Principal) -> Self {
-        self.principal = Some(principal);
+        self.details_mut().principal = Some(principal);
         self
     }
 
@@ -197,7 +236,7 @@ impl Connection {
     /// assert_eq!(conn.remote_addr(), Some("10.0.0.1:5000"));
     /// ```
     pub fn with_remote_addr(mut self, addr: impl Into<String>) -> Self {
-        self.remote_addr = Some(addr.into());
+        self.details_mut().remote_addr = Some(addr.into());
         self
     }
 
@@ -209,7 +248,7 @@ impl Connection {
     /// assert_eq!(conn.query("lang"), Some("fr"));
     /// ```
     pub fn with_query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), value.into()));
+        self.details_mut().query.push((key.into(), value.into()));
         self
     }
 
@@ -221,7 +260,7 @@ impl Connection {
     /// assert_eq!(conn.auth_json(), r#"{"device":"phone"}"#);
     /// ```
     pub fn with_auth(mut self, auth: Value) -> Self {
-        self.auth_json = auth.to_string();
+        self.details_mut().auth_json = auth.to_string();
         self
     }
 
@@ -243,7 +282,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").namespace(), "/");
     /// ```
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.details().namespace
     }
 
     /// How the client is connected.
@@ -253,7 +292,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").transport(), Transport::WebSocket);
     /// ```
     pub fn transport(&self) -> Transport {
-        self.transport
+        self.details().transport
     }
 
     /// The client's address as the host saw it.
@@ -263,7 +302,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").remote_addr(), None);
     /// ```
     pub fn remote_addr(&self) -> Option<&str> {
-        self.remote_addr.as_deref()
+        self.details().remote_addr.as_deref()
     }
 
     /// The verified principal; `None` when auth is off or optional and no token came.
@@ -273,7 +312,7 @@ impl Connection {
     /// assert!(Connection::new("c").principal().is_none());
     /// ```
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.details().principal.as_ref()
     }
 
     /// Shortcut for the principal's subject (`sub` claim).
@@ -283,7 +322,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").subject(), None);
     /// ```
     pub fn subject(&self) -> Option<&str> {
-        self.principal.as_ref().and_then(Principal::subject)
+        self.principal().and_then(Principal::subject)
     }
 
     /// The first handshake query parameter named `key`.
@@ -293,7 +332,8 @@ impl Connection {
     /// assert_eq!(Connection::new("c").query("x"), None);
     /// ```
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query
+        self.details()
+            .query
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -306,7 +346,7 @@ impl Connection {
     /// assert!(Connection::new("c").query_pairs().is_empty());
     /// ```
     pub fn query_pairs(&self) -> &[(String, String)] {
-        &self.query
+        &self.details().query
     }
 
     /// The handshake `auth` object without its token, as JSON text (`{}` for SSE).
@@ -316,7 +356,7 @@ impl Connection {
     /// assert_eq!(Connection::new("c").auth_json(), "{}");
     /// ```
     pub fn auth_json(&self) -> &str {
-        &self.auth_json
+        &self.details().auth_json
     }
 
     /// The handshake `auth` object deserialized into `T`; `bad_request` if it does not fit.
@@ -330,7 +370,7 @@ impl Connection {
     /// # Ok::<(), Rejection>(())
     /// ```
     pub fn auth<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_str(&self.auth_json)
+        serde_json::from_str(self.auth_json())
             .map_err(|e| Rejection::bad_request(format!("handshake auth: {e}")))
     }
 }
@@ -831,6 +871,17 @@ impl EventSpec {
     pub fn schema(mut self, schema: Value) -> Self {
         self.schema = Some(schema);
         self
+    }
+
+    /// The JSON Schema as given (without the direction annotation).
+    ///
+    /// ```
+    /// # use portico_sdk::prelude::*;
+    /// let spec = EventSpec::outgoing("e", "").schema(json!({ "type": "string" }));
+    /// assert_eq!(spec.schema_value(), Some(&json!({ "type": "string" })));
+    /// ```
+    pub fn schema_value(&self) -> Option<&Value> {
+        self.schema.as_ref()
     }
 
     /// The event name.

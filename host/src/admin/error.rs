@@ -1,17 +1,16 @@
 //! Errors of the admin API and of the data directory.
 
-use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::control::ControlError;
+use crate::http_error::ApiError;
 use crate::plugins::{LoadError, RegistryError};
 
 /// An admin request failed. Each variant has a stable `code`; the body is
 /// `{ "error": { "code", "message" } }` and never carries host internals.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum AdminError {
     /// No admin token is configured.
     #[error(
         "the admin API is disabled: start portico with --admin-token (PORTICO_ADMIN_TOKEN) or set [admin] token"
@@ -52,7 +51,7 @@ pub enum ApiError {
     Presence(#[from] crate::presence::PresenceError),
 }
 
-impl From<ControlError> for ApiError {
+impl From<ControlError> for AdminError {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::NotFound(name) => Self::NotFound(name),
@@ -62,7 +61,7 @@ impl From<ControlError> for ApiError {
     }
 }
 
-impl ApiError {
+impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Disabled | Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
@@ -74,16 +73,13 @@ impl ApiError {
             Self::Load(e) => match e {
                 LoadError::NotAComponent(_) => StatusCode::BAD_REQUEST,
                 LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                LoadError::Conflict(_) => StatusCode::CONFLICT,
+                LoadError::Registry(e) => Self::registry_status(e),
                 LoadError::WrongWorld(_) | LoadError::Describe(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
-                LoadError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                LoadError::Io { .. } | LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Self::Registry(e) => match e {
-                RegistryError::NoSuchRevision(_) => StatusCode::NOT_FOUND,
-                _ => StatusCode::CONFLICT,
-            },
+            Self::Registry(e) => Self::registry_status(e),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Presence(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -104,38 +100,49 @@ impl ApiError {
                 LoadError::WrongWorld(_) => "wrong_world",
                 LoadError::Describe(_) => "describe_failed",
                 LoadError::TooLarge { .. } => "plugin_too_large",
-                LoadError::Conflict(_) => "mount_taken",
-                LoadError::Io { .. } => "internal",
+                LoadError::Registry(e) => Self::registry_code(e),
+                LoadError::Io { .. } | LoadError::Compiler(_) => "internal",
             },
-            Self::Registry(e) => match e {
-                RegistryError::NoPrevious => "no_previous_revision",
-                RegistryError::NoSuchRevision(_) => "revision_not_found",
-                RegistryError::NoCanary => "no_canary",
-                RegistryError::CanaryNeedsActive(_) => "canary_needs_active",
-                RegistryError::MountChange { .. } => "mount_change",
-                RegistryError::MountTaken { .. } => "mount_taken",
-            },
+            Self::Registry(e) => Self::registry_code(e),
             Self::Internal(_) => "internal",
             Self::Presence(_) => "presence_unavailable",
         }
     }
+
+    fn registry_status(e: &RegistryError) -> StatusCode {
+        match e {
+            RegistryError::NoSuchRevision(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        }
+    }
+
+    fn registry_code(e: &RegistryError) -> &'static str {
+        match e {
+            RegistryError::NoPrevious => "no_previous_revision",
+            RegistryError::NoSuchRevision(_) => "revision_not_found",
+            RegistryError::NoCanary => "no_canary",
+            RegistryError::CanaryNeedsActive(_) => "canary_needs_active",
+            RegistryError::MountChange { .. } => "mount_change",
+            RegistryError::MountTaken { .. } => "mount_taken",
+        }
+    }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            Self::Internal(_) | Self::Load(LoadError::Io { .. }) => {
-                tracing::error!("admin request failed: {self}");
-                "internal error; see the node's log".to_owned()
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match &e {
+            AdminError::Internal(_)
+            | AdminError::Load(LoadError::Io { .. } | LoadError::Compiler(_)) => {
+                ApiError::internal(format!("admin request failed: {e}"))
             }
-            other => other.to_string(),
-        };
-        let body = Json(json!({ "error": { "code": self.code(), "message": message } }));
-        if status == StatusCode::UNAUTHORIZED {
-            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+            other => ApiError::new(other.status(), other.code(), other.to_string()),
         }
-        (status, body).into_response()
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -159,4 +166,4 @@ pub enum StoreError {
     BadBlob(String),
 }
 
-pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+pub type Result<T, E = AdminError> = std::result::Result<T, E>;

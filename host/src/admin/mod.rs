@@ -1,6 +1,10 @@
 //! The admin API, `/admin/v1`: hot-load, roll back, canary and remove
 //! plugins while clients stay connected; the data directory that makes the
-//! plugin set survive restarts; and the `portico plugin ...` CLI client.
+//! plugin set survive restarts; the replicator that shares the plugin set
+//! across nodes (over the [`PluginRecords`] capability); and the
+//! `portico plugin ...` CLI client. Handlers, the data directory and the
+//! replicator change nothing themselves: they call, or react to,
+//! [`crate::control::PluginControl`].
 //!
 //! Every route needs `Authorization: Bearer <admin token>`; without a
 //! configured token the API is disabled (404 `admin_disabled`).
@@ -11,6 +15,7 @@ mod error;
 mod openapi;
 mod plugins;
 mod presence;
+mod records;
 pub mod replicate;
 mod revisions;
 pub mod scaffold;
@@ -25,17 +30,20 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 
-pub use error::{ApiError, StoreError};
+pub use error::{AdminError, StoreError};
 pub use openapi::document as openapi_document;
+pub use records::{
+    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+};
 pub use store::{DataDir, Restored};
 
 use crate::config::Config;
 use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The admin side of a node.
 pub struct Admin {
-    token: Option<auth::AdminToken>,
+    token: Option<crate::auth::Secret>,
     store: Option<Arc<DataDir>>,
     /// Shares plugin changes with the other nodes (cluster mode).
     replicator: OnceLock<Arc<replicate::Replicator>>,
@@ -54,7 +62,7 @@ impl Admin {
                 .token
                 .as_deref()
                 .filter(|t| !t.is_empty())
-                .map(auth::AdminToken::new),
+                .map(crate::auth::Secret::new),
             store,
             replicator: OnceLock::new(),
         })
@@ -84,10 +92,10 @@ impl Admin {
     /// then share this node's changes. At start, before serving.
     pub async fn join_cluster(
         &self,
-        store: crate::cluster::PluginStore,
+        store: Arc<dyn PluginRecords>,
         node: String,
         control: &PluginControl,
-    ) -> Result<(), crate::cluster::ClusterError> {
+    ) -> Result<(), RecordsUnavailable> {
         let r = Arc::new(replicate::Replicator::new(store, node).await?);
         let (removed, installed) = r.load(control).await;
         tracing::info!(installed = ?installed, removed = ?removed, "loaded the cluster's plugin set");
@@ -102,7 +110,7 @@ fn find(state: &AppState, name: &str) -> error::Result<Arc<crate::plugins::Plugi
     state
         .registry
         .get(name)
-        .ok_or_else(|| error::ApiError::NotFound(name.to_owned()))
+        .ok_or_else(|| error::AdminError::NotFound(name.to_owned()))
 }
 
 /// Saves the plugin set to the data directory after every change made while
@@ -145,7 +153,7 @@ pub fn router(state: AppState) -> Router {
             "/plugins/{name}/presence/{channel}",
             get(presence::channel_presence),
         )
-        .fallback(async || ApiError::NoRoute)
+        .fallback(async || AdminError::NoRoute)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

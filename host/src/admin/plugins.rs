@@ -7,12 +7,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 
-use super::error::{ApiError, Result};
+use super::error::{AdminError, Result};
 use super::view::{self, ErrorBody, PluginList, PluginView, Removed};
 use super::{find, upload};
 use crate::control::{Deployed, Origin};
 use crate::plugins::Installed;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Every mounted plugin with its active version and live counters.
 #[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",
@@ -74,11 +74,11 @@ pub(super) async fn put_plugin(
     upload::check_content_type(&headers)?;
     let limit = state.config.runtime.max_plugin_bytes;
     let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit },
-        _ => ApiError::BadRequest(format!("cannot read the upload: {e}")),
+        StatusCode::PAYLOAD_TOO_LARGE => AdminError::TooLarge { limit },
+        _ => AdminError::BadRequest(format!("cannot read the upload: {e}")),
     })?;
     if body.len() > limit {
-        return Err(ApiError::TooLarge { limit });
+        return Err(AdminError::TooLarge { limit });
     }
     let upload = upload::parse(&name, query.as_deref(), &state.config)?;
     let Deployed {

@@ -4,10 +4,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::error::{ApiError, Result};
+use super::error::{AdminError, Result};
 use super::view::ErrorBody;
 use crate::presence::Member;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The members of a channel.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -35,7 +35,7 @@ pub(super) async fn channel_presence(
     Path((name, channel)): Path<(String, String)>,
 ) -> Result<Json<PresenceView>> {
     if state.registry.get(&name).is_none() {
-        return Err(ApiError::NotFound(name));
+        return Err(AdminError::NotFound(name));
     }
     let members = state.registry.presence().list(&name, &channel).await?;
     Ok(Json(PresenceView {

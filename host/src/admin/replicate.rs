@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 
-use crate::cluster::{Changed, ClusterError, PluginRecord, PluginStore, RecordLimits};
+use super::records::{
+    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+};
 use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, Txn};
 use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout, sha256_hex};
 
@@ -29,11 +30,8 @@ fn stamp(rec: &PluginRecord) -> Stamp {
     rec.change.clone()
 }
 
-/// Change notifications from Redis: `(channel, payload)`.
-type Notifications = mpsc::Receiver<(String, Vec<u8>)>;
-
 pub struct Replicator {
-    store: PluginStore,
+    store: Arc<dyn PluginRecords>,
     node: String,
     /// The change applied (or announced) last, per plugin name. A record that differs is applied: records are
     /// always read fresh from Redis, and a Redis that restarted empty counts
@@ -68,7 +66,10 @@ enum Outcome {
 impl Replicator {
     /// Subscribe to change notifications (before the first load, so no
     /// change falls between the two).
-    pub async fn new(store: PluginStore, node: String) -> Result<Self, ClusterError> {
+    pub async fn new(
+        store: Arc<dyn PluginRecords>,
+        node: String,
+    ) -> Result<Self, RecordsUnavailable> {
         let changes = store.changes().await?;
         Ok(Self {
             store,

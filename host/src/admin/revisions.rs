@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::error::Result;
 use super::find;
 use super::view::{self, ErrorBody, PluginView, VersionsView};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The revisions kept for a plugin (at most ten), oldest first.
 #[utoipa::path(get, path = "/admin/v1/plugins/{name}/versions", tag = "versions",

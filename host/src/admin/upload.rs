@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 
-use super::error::{ApiError, Result};
+use super::error::{AdminError, Result};
 use crate::config::Config;
 use crate::plugins::{Isolation, PluginSettings, Rollout};
 
@@ -24,7 +24,7 @@ pub fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
+        Err(AdminError::BadRequest(format!(
             "plugin name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
         )))
     }
@@ -45,7 +45,7 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<()> {
         .to_ascii_lowercase();
     match essence.as_str() {
         "application/wasm" | "application/octet-stream" => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(ct.to_owned())),
+        _ => Err(AdminError::UnsupportedMediaType(ct.to_owned())),
     }
 }
 
@@ -57,7 +57,7 @@ pub struct Upload {
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
     value.parse().map_err(|_| {
-        ApiError::BadRequest(format!("query parameter {key}={value:?} is not a number"))
+        AdminError::BadRequest(format!("query parameter {key}={value:?} is not a number"))
     })
 }
 
@@ -71,7 +71,7 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
         let (key, value) = (key.as_ref(), value.as_ref());
         if let Some(k) = key.strip_prefix("config.") {
             if k.is_empty() {
-                return Err(ApiError::BadRequest(
+                return Err(AdminError::BadRequest(
                     "config. needs a key: config.KEY=VALUE".into(),
                 ));
             }
@@ -83,7 +83,7 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
             "canary" => {
                 let pct: u8 = number(key, value)?;
                 if !(1..=100).contains(&pct) {
-                    return Err(ApiError::BadRequest(format!(
+                    return Err(AdminError::BadRequest(format!(
                         "canary={pct}: the percentage must be 1-100"
                     )));
                 }
@@ -91,7 +91,7 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
             }
             "mount" => {
                 if !value.starts_with('/') || value.len() < 2 {
-                    return Err(ApiError::BadRequest(format!(
+                    return Err(AdminError::BadRequest(format!(
                         "mount={value:?}: a namespace starts with '/', e.g. /chat"
                     )));
                 }
@@ -100,35 +100,19 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
             "call_timeout_ms" => {
                 let ms: u64 = number(key, value)?;
                 if !(1..=MAX_CALL_TIMEOUT_MS).contains(&ms) {
-                    return Err(ApiError::BadRequest(format!(
+                    return Err(AdminError::BadRequest(format!(
                         "call_timeout_ms={ms}: must be 1-{MAX_CALL_TIMEOUT_MS}"
                     )));
                 }
                 limits.call_timeout = Duration::from_millis(ms);
             }
-            "memory_limit_mb" => {
-                let mb: usize = number(key, value)?;
-                let max = config.runtime.memory_limit_mb.max(
-                    config
-                        .plugins
-                        .values()
-                        .filter_map(|p| p.memory_limit_mb)
-                        .max()
-                        .unwrap_or(0),
-                );
-                if !(1..=max).contains(&mb) {
-                    return Err(ApiError::BadRequest(format!(
-                        "memory_limit_mb={mb}: must be 1-{max} (the engine's largest memory)"
-                    )));
-                }
-                limits.memory_bytes = mb << 20;
-            }
+            "memory_limit_mb" => limits.memory_bytes = memory_limit(value, config)?,
             "isolation" => {
                 limits.isolation = match value {
                     "pooled" => Isolation::Pooled,
                     "fresh" => Isolation::Fresh,
                     _ => {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(AdminError::BadRequest(format!(
                             "isolation={value:?}: use pooled or fresh"
                         )));
                     }
@@ -136,13 +120,32 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
             }
             "max_warm_instances" => limits.max_warm = number(key, value)?,
             other => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(AdminError::BadRequest(format!(
                     "unknown query parameter {other:?} (known: config.KEY, canary, mount, call_timeout_ms, memory_limit_mb, isolation, max_warm_instances)"
                 )));
             }
         }
     }
     Ok(Upload { settings, rollout })
+}
+
+/// `memory_limit_mb`, within what the engine was sized for.
+fn memory_limit(value: &str, config: &Config) -> Result<usize> {
+    let mb: usize = number("memory_limit_mb", value)?;
+    let max = config.runtime.memory_limit_mb.max(
+        config
+            .plugins
+            .values()
+            .filter_map(|p| p.memory_limit_mb)
+            .max()
+            .unwrap_or(0),
+    );
+    if !(1..=max).contains(&mb) {
+        return Err(AdminError::BadRequest(format!(
+            "memory_limit_mb={mb}: must be 1-{max} (the engine's largest memory)"
+        )));
+    }
+    Ok(mb << 20)
 }
 
 #[cfg(test)]

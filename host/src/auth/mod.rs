@@ -1,12 +1,16 @@
 //! Authentication: JWT verification shared by the Socket.IO handshake and SSE.
 
+mod bearer;
 mod error;
 mod jwks;
 mod keys;
+mod redact;
 mod token;
 mod verifier;
 
+pub use bearer::{Bearer, Secret, bearer};
 pub use error::AuthError;
+pub use redact::{REDACTED, Redacting, redact};
 pub use token::mint;
 pub use verifier::{Verified, Verifier};
 

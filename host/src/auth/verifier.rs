@@ -98,27 +98,7 @@ impl Verifier {
             return Err(AuthError::BadSignature);
         }
 
-        let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_nbf = true;
-        v.validate_exp = true;
-        v.required_spec_claims.clear();
-        if self.require_exp {
-            v.required_spec_claims.insert("exp".into());
-        }
-        // jsonwebtoken checks `iss`/`aud` only when present: a configured
-        // value must also be required, or a token without it would pass.
-        match &self.audience {
-            Some(aud) => {
-                v.set_audience(&[aud]);
-                v.required_spec_claims.insert("aud".into());
-            }
-            None => v.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            v.set_issuer(&[iss]);
-            v.required_spec_claims.insert("iss".into());
-        }
+        let v = self.validation(alg);
         // Several keys may share an algorithm (rotation without `kid`): the
         // first whose signature matches decides.
         let mut result = Err(AuthError::BadSignature);
@@ -145,6 +125,32 @@ impl Verifier {
                 claims_json: serde_json::Value::Object(claims).to_string(),
             },
         })
+    }
+
+    /// What jsonwebtoken checks besides the signature.
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        v.validate_exp = true;
+        v.required_spec_claims.clear();
+        if self.require_exp {
+            v.required_spec_claims.insert("exp".into());
+        }
+        // jsonwebtoken checks `iss`/`aud` only when present: a configured
+        // value must also be required, or a token without it would pass.
+        match &self.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                v.required_spec_claims.insert("aud".into());
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".into());
+        }
+        v
     }
 }
 

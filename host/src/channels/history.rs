@@ -1,5 +1,5 @@
-//! A channel's bounded history: the newest events, at most `size` of them and
-//! none older than `max_age`. It remembers the newest id it let go of, so a
+//! A channel's bounded history: the newest events, at most `size` of them,
+//! `max_bytes` of them in all, and none older than `max_age`. It remembers the newest id it let go of, so a
 //! reader asking for "everything after X" learns whether it can be served.
 
 use std::collections::VecDeque;
@@ -27,6 +27,15 @@ pub struct Entry {
 pub struct HistoryLimits {
     pub size: usize,
     pub max_age: Duration,
+    /// Bytes of event names and data kept per channel.
+    pub max_bytes: usize,
+}
+
+impl Entry {
+    /// What the entry counts against `max_bytes`: its text plus its bookkeeping.
+    pub fn weight(&self) -> usize {
+        self.event.len() + self.data.len() + std::mem::size_of::<Self>()
+    }
 }
 
 /// What a reader resuming after an id gets.
@@ -43,6 +52,8 @@ pub struct History {
     entries: VecDeque<Arc<Entry>>,
     /// Newest id dropped (by size or age).
     dropped_upto: Option<EventId>,
+    /// Sum of the kept entries' weights.
+    bytes: usize,
 }
 
 impl History {
@@ -51,8 +62,9 @@ impl History {
             self.dropped_upto = Some(entry.id);
             return;
         }
+        self.bytes += entry.weight();
         self.entries.push_back(entry);
-        while self.entries.len() > limits.size {
+        while self.entries.len() > limits.size || self.bytes > limits.max_bytes {
             self.drop_oldest();
         }
     }
@@ -71,6 +83,7 @@ impl History {
 
     fn drop_oldest(&mut self) {
         if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.weight();
             self.dropped_upto = Some(e.id);
         }
     }
@@ -101,6 +114,7 @@ mod tests {
     const LIMITS: HistoryLimits = HistoryLimits {
         size: 3,
         max_age: Duration::from_secs(10),
+        max_bytes: usize::MAX,
     };
 
     fn entry(ms: u64, seq: u64) -> Arc<Entry> {
@@ -163,6 +177,27 @@ mod tests {
         // The reader who saw the last event still resumes cleanly (with nothing).
         assert!(ids(h.since(EventId::new(5_000, 0))).is_empty());
         assert_eq!(h.dropped_upto(), Some(EventId::new(5_000, 0)));
+    }
+
+    #[test]
+    fn byte_bound_drops_the_oldest_and_an_oversized_event() {
+        let w = entry(1, 0).weight();
+        let limits = HistoryLimits {
+            size: 100,
+            max_bytes: 2 * w,
+            ..LIMITS
+        };
+        let mut h = History::default();
+        for ms in 1..=4 {
+            h.push(entry(ms, 0), limits);
+        }
+        assert_eq!(ids(h.since(EventId::new(2, 0))), ["3-0", "4-0"]);
+        assert_eq!(ids(h.since(EventId::new(1, 0))), ["gap"]);
+        let mut big = (*entry(5, 0)).clone();
+        big.data = "x".repeat(3 * w);
+        h.push(Arc::new(big), limits);
+        assert!(h.is_empty(), "an event over the whole budget is not kept");
+        assert_eq!(h.dropped_upto(), Some(EventId::new(5, 0)));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
 use super::sockets::{self, Gap, Rooms, SinkError, SocketSink, SocketSub};
+use super::log::{ChannelLog, LogError, LogStats};
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -32,28 +33,39 @@ pub struct HubSettings {
 /// Every plugin's channels on this node.
 pub struct Hub {
     settings: HubSettings,
-    /// Cluster mode: publications go through Redis Streams.
-    streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: publications go through the shared log.
+    log: Option<Arc<dyn ChannelLog>>,
     spaces: Mutex<HashMap<String, Arc<Space>>>,
     closing: watch::Sender<bool>,
+    /// Open SSE streams per address and per subject.
+    caps: Arc<super::StreamCaps>,
 }
 
 impl Hub {
     pub fn new(settings: HubSettings) -> Self {
-        Self::with_streams(settings, None)
+        Self::with_log(settings, None)
     }
 
-    /// A hub whose publications go through Redis Streams (cluster mode).
-    pub fn with_streams(
-        settings: HubSettings,
-        streams: Option<Arc<crate::cluster::Streams>>,
-    ) -> Self {
+    /// A hub whose publications go through a shared log (cluster mode).
+    pub fn with_log(settings: HubSettings, log: Option<Arc<dyn ChannelLog>>) -> Self {
         Self {
             settings,
-            streams,
+            log,
             spaces: Mutex::default(),
             closing: watch::Sender::new(false),
+            caps: super::StreamCaps::new(0, 0),
         }
+    }
+
+    /// Cap open streams per address and per subject (0: no cap).
+    pub fn with_stream_caps(mut self, per_ip: usize, per_subject: usize) -> Self {
+        self.caps = super::StreamCaps::new(per_ip, per_subject);
+        self
+    }
+
+    /// The caps every new SSE stream must pass.
+    pub fn stream_caps(&self) -> &Arc<super::StreamCaps> {
+        &self.caps
     }
 
     /// The channels of `plugin`; created on first use.
@@ -64,18 +76,18 @@ impl Hub {
             .or_insert_with(|| {
                 let mut space =
                     Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
-                if self.streams.is_some() {
+                if self.log.is_some() {
                     space.join_cluster();
                 }
-                space.streams = self.streams.clone();
+                space.log = self.log.clone();
                 Arc::new(space)
             })
             .clone()
     }
 
-    /// The cluster's stream writer (cluster mode).
-    pub fn streams(&self) -> Option<&Arc<crate::cluster::Streams>> {
-        self.streams.as_ref()
+    /// What the shared log did so far (cluster mode; for `/metrics`).
+    pub fn log_stats(&self) -> Option<LogStats> {
+        self.log.as_ref().map(|log| log.stats())
     }
 
     /// The plugins with channels on this node.
@@ -137,7 +149,8 @@ pub struct Space {
     pub cut_off: AtomicU64,
     /// Socket.IO sockets disconnected because their send buffer was full.
     pub slow_sockets: AtomicU64,
-    streams: Option<Arc<crate::cluster::Streams>>,
+    /// Cluster mode: publications go through the shared log.
+    log: Option<Arc<dyn ChannelLog>>,
     /// Cluster mode: `false` until the stream's history was loaded.
     ready: watch::Sender<bool>,
 }
@@ -221,7 +234,7 @@ impl Space {
             closing,
             cut_off: AtomicU64::new(0),
             slow_sockets: AtomicU64::new(0),
-            streams: None,
+            log: None,
             ready: watch::Sender::new(true),
         }
     }
@@ -257,20 +270,18 @@ impl Space {
         data: &serde_json::Value,
         except: Option<&str>,
     ) -> Result<EventId> {
-        if let Some(streams) = &self.streams {
+        if let Some(log) = &self.log {
             check_publication(channel, event)?;
             if *self.closing.borrow() {
                 return Err(ChannelError::Closed);
             }
-            match streams
+            match log
                 .append(&self.plugin, channel, event, &data.to_string(), except)
                 .await
             {
                 Ok(id) => return Ok(id),
                 // Refused, not delayed: the sender learns it.
-                Err(crate::cluster::ClusterError::Overloaded) => {
-                    return Err(ChannelError::Overloaded);
-                }
+                Err(LogError::Overloaded) => return Err(ChannelError::Overloaded),
                 Err(e) => {
                     tracing::warn!(plugin = %self.plugin, channel, "SSE publish stays on this node: {e}")
                 }
@@ -780,6 +791,7 @@ mod tests {
     fn space(size: usize, buffer: usize) -> Arc<Space> {
         let settings = HubSettings {
             history: HistoryLimits {
+                max_bytes: usize::MAX,
                 size,
                 max_age: Duration::from_secs(60),
             },

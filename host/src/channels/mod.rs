@@ -1,8 +1,9 @@
 //! Channels: one publication reaches a plugin's Socket.IO room and its SSE
-//! subscribers alike. This module keeps ids, bounded history, the SSE
-//! subscribers' queues and the Socket.IO sockets that joined each channel
-//! (delivered here, with the id as their offset, for connection state
-//! recovery).
+//! subscribers alike ([`crate::gateway::publish`] does both). This module
+//! keeps ids, bounded history, the SSE subscribers' queues and the
+//! Socket.IO sockets that joined each channel (delivered here, with the id
+//! as their offset, for connection state recovery); in cluster mode
+//! publications go through a shared [`ChannelLog`].
 //!
 //! # Ids and resuming
 //!
@@ -22,14 +23,18 @@
 //! stream's one Last-Event-ID relies on; one stream per channel would need
 //! merging by id before delivery to keep it.
 
+mod caps;
 mod error;
 mod history;
 mod hub;
 mod id;
+mod log;
 mod sockets;
 
+pub use caps::{StreamCaps, StreamPermit, StreamRefused};
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
 pub use hub::{Hub, HubSettings, Resync, Space, Subscription, now_ms};
 pub use id::{BadId, EventId};
+pub use log::{ChannelLog, LogError, LogStats};
 pub use sockets::{Gap, Rooms, SinkError, SocketSink};

@@ -8,23 +8,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::error::ClusterError;
 use super::redis_conn::Redis;
+use crate::gateway::{ChanItem, CrossNode, CrossNodeError, CrossNodeStats};
 
 /// Messages waiting to be published; past this, a publish is refused with
 /// [`ClusterError::Overloaded`] (and counted) rather than queued without bound.
 const OUTBOX: usize = 8192;
-
-/// Either no cluster (every call is a no-op, so the adapter delivers
-/// locally) or Redis.
-#[derive(Clone)]
-pub enum ClusterDriver {
-    Local,
-    Redis(Arc<RedisDriver>),
-}
 
 pub struct RedisDriver {
     redis: Redis,
@@ -33,8 +25,8 @@ pub struct RedisDriver {
     pub dropped: AtomicU64,
 }
 
-impl ClusterDriver {
-    pub fn redis(redis: Redis) -> Self {
+impl RedisDriver {
+    pub fn new(redis: Redis) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(OUTBOX);
         let driver = Arc::new(RedisDriver {
             redis: redis.clone(),
@@ -43,7 +35,7 @@ impl ClusterDriver {
             dropped: AtomicU64::new(0),
         });
         tokio::spawn(send_batches(redis, rx, Arc::downgrade(&driver)));
-        Self::Redis(driver)
+        driver
     }
 }
 
@@ -76,50 +68,50 @@ async fn send_batches(
     }
 }
 
-impl Driver for ClusterDriver {
-    type Error = ClusterError;
+fn transport(e: super::ClusterError) -> CrossNodeError {
+    CrossNodeError(e.to_string())
+}
 
-    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        if let Self::Redis(d) = self
-            && d.outbox.try_send((chan, val)).is_err()
-        {
+impl CrossNode for RedisDriver {
+    fn publish(&self, chan: String, val: Vec<u8>) -> BoxFuture<'_, Result<(), CrossNodeError>> {
+        if self.outbox.try_send((chan, val)).is_err() {
             // Refused, not dropped silently: the adapter reports it to the caller.
-            d.dropped.fetch_add(1, Ordering::Relaxed);
-            return Err(ClusterError::Overloaded);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(std::future::ready(Err(CrossNodeError(
+                "the outbox to Redis is full (overloaded)".into(),
+            ))));
         }
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 
-    async fn subscribe(
+    fn subscribe(
         &self,
         chan: String,
         size: usize,
-    ) -> Result<MessageStream<ChanItem>, Self::Error> {
-        match self {
-            Self::Local => Ok(MessageStream::new_empty()),
-            Self::Redis(d) => Ok(MessageStream::new(d.redis.subscribe(&chan, size).await?)),
-        }
+    ) -> BoxFuture<'_, Result<mpsc::Receiver<ChanItem>, CrossNodeError>> {
+        Box::pin(async move { self.redis.subscribe(&chan, size).await.map_err(transport) })
     }
 
-    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        match self {
-            Self::Local => Ok(()),
-            Self::Redis(d) => d.redis.unsubscribe(&chan).await,
-        }
+    fn unsubscribe(&self, chan: String) -> BoxFuture<'_, Result<(), CrossNodeError>> {
+        Box::pin(async move { self.redis.unsubscribe(&chan).await.map_err(transport) })
     }
 
-    /// Nodes serving a namespace. While Redis is away a node counts itself
-    /// alone, so requests that wait for every node's answer do not hang.
-    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        match self {
-            Self::Local => Ok(1),
-            Self::Redis(d) => {
-                let res: Result<(String, u16), _> = d
-                    .redis
-                    .run(redis::cmd("PUBSUB").arg("NUMSUB").arg(chan))
-                    .await;
-                Ok(res.map_or(1, |(_, n)| n.max(1)))
-            }
+    /// While Redis is away a node counts itself alone, so requests that wait
+    /// for every node's answer do not hang.
+    fn num_serv<'a>(&'a self, chan: &'a str) -> BoxFuture<'a, u16> {
+        Box::pin(async move {
+            let res: Result<(String, u16), _> = self
+                .redis
+                .run(redis::cmd("PUBSUB").arg("NUMSUB").arg(chan))
+                .await;
+            res.map_or(1, |(_, n)| n.max(1))
+        })
+    }
+
+    fn stats(&self) -> CrossNodeStats {
+        CrossNodeStats {
+            published: self.published.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 }

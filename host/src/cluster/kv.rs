@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::error::ClusterError;
 use super::redis_conn::Redis;
-use crate::plugins::KvError;
+use futures::future::BoxFuture;
+
+use crate::plugins::{KvBackend, KvError, KvResult};
 
 pub struct RedisKv {
     redis: Redis,
@@ -28,42 +30,50 @@ impl RedisKv {
     pub fn new(redis: Redis) -> Self {
         Self { redis }
     }
+}
 
-    pub async fn get(&self, plugin: &str, k: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.redis
-            .run(redis::cmd("GET").arg(key(plugin, k)))
-            .await
-            .map_err(unavailable)
+impl KvBackend for RedisKv {
+    fn get<'a>(&'a self, plugin: &'a str, k: &'a str) -> BoxFuture<'a, KvResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            self.redis
+                .run(redis::cmd("GET").arg(key(plugin, k)))
+                .await
+                .map_err(unavailable)
+        })
     }
 
-    pub async fn set(
-        &self,
-        plugin: &str,
-        k: &str,
+    fn set<'a>(
+        &'a self,
+        plugin: &'a str,
+        k: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> Result<(), KvError> {
+    ) -> BoxFuture<'a, KvResult<()>> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key(plugin, k)).arg(value);
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
-        self.redis.run::<()>(&cmd).await.map_err(unavailable)
+        Box::pin(async move { self.redis.run::<()>(&cmd).await.map_err(unavailable) })
     }
 
-    pub async fn delete(&self, plugin: &str, k: &str) -> Result<bool, KvError> {
-        let n: i64 = self
-            .redis
-            .run(redis::cmd("DEL").arg(key(plugin, k)))
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
+    fn delete<'a>(&'a self, plugin: &'a str, k: &'a str) -> BoxFuture<'a, KvResult<bool>> {
+        Box::pin(async move {
+            let n: i64 = self
+                .redis
+                .run(redis::cmd("DEL").arg(key(plugin, k)))
+                .await
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        })
     }
 
-    pub async fn incr(&self, plugin: &str, k: &str, by: i64) -> Result<i64, KvError> {
-        self.redis
-            .run(redis::cmd("INCRBY").arg(key(plugin, k)).arg(by))
-            .await
-            .map_err(unavailable)
+    fn incr<'a>(&'a self, plugin: &'a str, k: &'a str, by: i64) -> BoxFuture<'a, KvResult<i64>> {
+        Box::pin(async move {
+            self.redis
+                .run(redis::cmd("INCRBY").arg(key(plugin, k)).arg(by))
+                .await
+                .map_err(unavailable)
+        })
     }
 }

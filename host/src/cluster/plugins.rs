@@ -12,11 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::error::Result;
+use super::error::{ClusterError, Result};
 use super::redis_conn::Redis;
+use crate::admin::{Changed, Notifications, PluginRecord, PluginRecords, RecordsUnavailable};
 
 const STATE: &str = "portico:plugins:state";
 const GEN: &str = "portico:plugins:gen";
@@ -27,60 +28,26 @@ fn blob_key(sha256: &str) -> String {
     format!("portico:plugin:blob:{sha256}")
 }
 
-/// What every node should serve for one plugin name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginRecord {
-    /// Order of the change; a node applies a record newer than what it applied last.
-    pub generation: u64,
-    /// The node that made the change.
-    pub node: String,
-    /// Unique per change (node, time, sequence): generations start again at
-    /// 1 when Redis loses its data, this does not repeat.
-    pub change: String,
-    /// The plugin was removed: every node unmounts it.
-    pub removed: bool,
-    pub mount: String,
-    pub sha256: String,
-    pub config: BTreeMap<String, String>,
-    pub limits: RecordLimits,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordLimits {
-    pub call_timeout_ms: u64,
-    pub memory_bytes: usize,
-    pub isolation: crate::plugins::Isolation,
-    pub max_warm: usize,
-}
-
-/// A change notification.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Changed {
-    pub node: String,
-    pub name: String,
-    pub generation: u64,
-}
-
-/// The plugin records of the cluster.
+/// The plugin records of the cluster, in Redis.
 #[derive(Clone)]
-pub struct PluginStore {
+pub struct RedisPluginStore {
     redis: Redis,
 }
 
-impl PluginStore {
+impl RedisPluginStore {
     pub fn new(redis: Redis) -> Self {
         Self { redis }
     }
 
     /// Store a component under its sha256 (once).
-    pub async fn put_blob(&self, sha256: &str, wasm: &[u8]) -> Result<()> {
+    async fn put_blob_now(&self, sha256: &str, wasm: &[u8]) -> Result<()> {
         self.redis
             .run::<redis::Value>(redis::cmd("SET").arg(blob_key(sha256)).arg(wasm).arg("NX"))
             .await
             .map(drop)
     }
 
-    pub async fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+    async fn blob_now(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         self.redis
             .run(redis::cmd("GET").arg(blob_key(sha256)))
             .await
@@ -89,7 +56,7 @@ impl PluginStore {
     /// Record `record` (its `generation` is assigned here) and tell the other
     /// nodes. With `only_if_absent`, a record already there is kept and
     /// `None` returned. Returns the generation.
-    pub async fn publish(
+    async fn publish_now(
         &self,
         name: &str,
         mut record: PluginRecord,
@@ -122,7 +89,7 @@ impl PluginStore {
         Ok(Some(record.generation))
     }
 
-    pub async fn get(&self, name: &str) -> Result<Option<PluginRecord>> {
+    async fn get_now(&self, name: &str) -> Result<Option<PluginRecord>> {
         let json: Option<String> = self
             .redis
             .run(redis::cmd("HGET").arg(STATE).arg(name))
@@ -131,7 +98,7 @@ impl PluginStore {
     }
 
     /// Every record, by name.
-    pub async fn all(&self) -> Result<BTreeMap<String, PluginRecord>> {
+    async fn all_now(&self) -> Result<BTreeMap<String, PluginRecord>> {
         let map: BTreeMap<String, String> =
             self.redis.run(redis::cmd("HGETALL").arg(STATE)).await?;
         Ok(map
@@ -141,10 +108,46 @@ impl PluginStore {
     }
 
     /// Change notifications, as they arrive.
-    pub async fn changes(&self) -> Result<mpsc::Receiver<(String, Vec<u8>)>> {
+    async fn changes_now(&self) -> Result<mpsc::Receiver<(String, Vec<u8>)>> {
         self.redis.subscribe(CHANGED, 256).await
     }
 }
+
+fn unavailable(e: ClusterError) -> RecordsUnavailable {
+    RecordsUnavailable(e.to_string())
+}
+
+impl PluginRecords for RedisPluginStore {
+    fn put_blob<'a>(&'a self, sha256: &'a str, wasm: &'a [u8]) -> BoxFuture<'a, Records<()>> {
+        Box::pin(async move { self.put_blob_now(sha256, wasm).await.map_err(unavailable) })
+    }
+    fn blob<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Records<Option<Vec<u8>>>> {
+        Box::pin(async move { self.blob_now(sha256).await.map_err(unavailable) })
+    }
+    fn publish<'a>(
+        &'a self,
+        name: &'a str,
+        record: PluginRecord,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, Records<Option<u64>>> {
+        Box::pin(async move {
+            self.publish_now(name, record, only_if_absent)
+                .await
+                .map_err(unavailable)
+        })
+    }
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Records<Option<PluginRecord>>> {
+        Box::pin(async move { self.get_now(name).await.map_err(unavailable) })
+    }
+    fn all(&self) -> BoxFuture<'_, Records<BTreeMap<String, PluginRecord>>> {
+        Box::pin(async move { self.all_now().await.map_err(unavailable) })
+    }
+    fn changes(&self) -> BoxFuture<'_, Records<Notifications>> {
+        Box::pin(async move { self.changes_now().await.map_err(unavailable) })
+    }
+}
+
+type Records<T> = std::result::Result<T, RecordsUnavailable>;
 
 fn parse(name: &str, json: &str) -> Option<PluginRecord> {
     match serde_json::from_str(json) {

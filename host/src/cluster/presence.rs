@@ -8,25 +8,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use futures::future::BoxFuture;
+
 use super::redis_conn::Redis;
-use crate::presence::{Member, PresenceError};
+use crate::presence::{Beat, Member, PresenceError, PresenceStore};
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
     subject: Option<String>,
     node: String,
-}
-
-/// What a heartbeat found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Beat {
-    /// The key was there and is refreshed.
-    Kept,
-    /// The key was gone (first beat, or Redis lost its data): set again, and
-    /// this node's members must be recorded again.
-    Renewed,
-    /// Redis did not answer.
-    Failed,
 }
 
 pub struct RedisPresence {
@@ -53,13 +43,8 @@ impl RedisPresence {
         }
     }
 
-    /// Heartbeats come three times per TTL, so one lost beat does not expire a node.
-    pub fn refresh_every(&self) -> Duration {
-        self.ttl / 3
-    }
-
     /// Refresh this node's heartbeat.
-    pub async fn heartbeat(&self) -> Beat {
+    async fn beat(&self) -> Beat {
         let cmd = redis::cmd("SET")
             .arg(node_key(&self.node))
             .arg(1)
@@ -77,7 +62,7 @@ impl RedisPresence {
         }
     }
 
-    pub async fn join(&self, plugin: &str, channel: &str, socket: &str, subject: Option<&str>) {
+    async fn add(&self, plugin: &str, channel: &str, socket: &str, subject: Option<&str>) {
         let entry = Entry {
             subject: subject.map(str::to_owned),
             node: self.node.clone(),
@@ -94,7 +79,7 @@ impl RedisPresence {
         }
     }
 
-    pub async fn leave(&self, plugin: &str, channel: &str, socket: &str) {
+    async fn remove(&self, plugin: &str, channel: &str, socket: &str) {
         let cmd = redis::cmd("HDEL")
             .arg(key(plugin, channel))
             .arg(socket)
@@ -104,7 +89,7 @@ impl RedisPresence {
         }
     }
 
-    pub async fn list(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
+    async fn members(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
         let unavailable = |e: super::ClusterError| PresenceError::Unavailable(e.to_string());
         let k = key(plugin, channel);
         let raw: BTreeMap<String, String> = self
@@ -151,5 +136,43 @@ impl RedisPresence {
                 node: e.node,
             })
             .collect())
+    }
+}
+
+impl PresenceStore for RedisPresence {
+    fn join<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        socket: &'a str,
+        subject: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.add(plugin, channel, socket, subject))
+    }
+
+    fn leave<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        socket: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.remove(plugin, channel, socket))
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Member>, PresenceError>> {
+        Box::pin(self.members(plugin, channel))
+    }
+
+    /// Three times per TTL, so one lost beat does not expire a node.
+    fn heartbeat_every(&self) -> Option<Duration> {
+        Some(self.ttl / 3)
+    }
+
+    fn heartbeat(&self) -> BoxFuture<'_, Beat> {
+        Box::pin(self.beat())
     }
 }

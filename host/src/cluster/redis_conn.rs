@@ -191,6 +191,12 @@ fn route(msg: redis::PushInfo, handlers: &Handlers) {
     }
 }
 
+impl crate::ops::Upstream for Redis {
+    fn healthy(&self) -> bool {
+        Redis::healthy(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::resp3_url;

@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ClusterError, Result};
 use super::redis_conn::{Redis, resp3_url};
-use crate::channels::{EventId, Hub};
+use futures::future::BoxFuture;
+
+use crate::channels::{ChannelLog, EventId, Hub, LogError, LogStats};
 
 /// How long one `XREAD` waits for new entries before looking for new plugins.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -35,9 +37,9 @@ pub struct Streams {
     /// Appends waiting for Redis, sent in pipelined batches.
     outbox: mpsc::Sender<Append>,
     /// Publications appended (they reach every node).
-    pub published: AtomicU64,
+    published: AtomicU64,
     /// Publications refused because the outbox was full.
-    pub overloaded: AtomicU64,
+    overloaded: AtomicU64,
 }
 
 /// One `XADD` waiting in the outbox, with where its id goes.
@@ -104,6 +106,8 @@ impl Streams {
     }
 
     /// Read every plugin's stream into `hub` until the hub is gone.
+    ///
+    /// `hub` must publish through these streams (see [`Hub::with_log`]).
     pub async fn spawn_reader(self: Arc<Self>, url: &str, hub: Weak<Hub>) -> Result<()> {
         let client =
             redis::Client::open(resp3_url(url)?).map_err(|e| ClusterError::Url(e.to_string()))?;
@@ -114,6 +118,33 @@ impl Streams {
         let conn = ConnectionManager::new_with_config(client, config).await?;
         tokio::spawn(read_loop(self, conn, hub));
         Ok(())
+    }
+}
+
+impl ChannelLog for Streams {
+    fn append<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        event: &'a str,
+        data: &'a str,
+        except: Option<&'a str>,
+    ) -> BoxFuture<'a, std::result::Result<EventId, LogError>> {
+        Box::pin(async move {
+            Streams::append(self, plugin, channel, event, data, except)
+                .await
+                .map_err(|e| match e {
+                    ClusterError::Overloaded => LogError::Overloaded,
+                    e => LogError::Unavailable(e.to_string()),
+                })
+        })
+    }
+
+    fn stats(&self) -> LogStats {
+        LogStats {
+            published: self.published.load(Ordering::Relaxed),
+            overloaded: self.overloaded.load(Ordering::Relaxed),
+        }
     }
 }
 

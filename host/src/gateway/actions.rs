@@ -34,22 +34,49 @@ pub(super) async fn apply(t: &Target<'_>, actions: Vec<Action>, mut ack: Option<
     }
 }
 
+/// Why one action was skipped (the others still run).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ActionError {
+    /// The plugin returned a payload that is not valid Socket.IO arguments.
+    #[error("{0}")]
+    Payload(String),
+    /// A packet to one socket was refused (its buffer is full: counted as dropped).
+    #[error("{what}: {source}")]
+    Send { what: String, source: SendError },
+    /// The channel publication was refused.
+    #[error("publish {event} to {channel}: {source}")]
+    Publish {
+        event: String,
+        channel: String,
+        source: ChannelError,
+    },
+    /// `send-to` named something that is not a socket id.
+    #[error("send-to: {0:?} is not a socket id")]
+    BadSocketId(String),
+    #[error("disconnect: {0}")]
+    Disconnect(#[from] SocketError),
+    /// A call about no connection (a timer of its own) returned an action that needs one.
+    #[error("{0} needs a connection; this call has none")]
+    NeedsConnection(String),
+}
+
 async fn apply_one(
     t: &Target<'_>,
     action: Action,
     ack: &mut Option<AckSender>,
-) -> Result<(), String> {
+) -> Result<(), ActionError> {
     let socket = t.socket;
+    let send = |what: String| move |source| ActionError::Send { what, source };
     match action {
         Action::Emit { event, payload } => {
-            let sent = socket.emit(&event, &Args::new(payload)?);
-            counted(t.mount, sent, true).map_err(|e| format!("emit {event}: {e}"))?;
+            let sent = socket.emit(&event, &Args::new(payload).map_err(ActionError::Payload)?);
+            counted(t.mount, sent, true).map_err(send(format!("emit {event}")))?;
         }
         Action::Ack(payload) => {
-            let args = Args::new(payload)?;
+            let args = Args::new(payload).map_err(ActionError::Payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
-                counted(t.mount, ack.send(&args), false).map_err(|e| format!("ack: {e}"))?;
+                counted(t.mount, ack.send(&args), false).map_err(send("ack".into()))?;
                 t.mount.stats.acks_ok.inc();
             }
         }
@@ -58,49 +85,12 @@ async fn apply_one(
             event,
             data_json,
             include_sender,
-        } => {
-            let data = wire::single(&data_json)?;
-            let to = Channels {
-                space: &t.mount.channels,
-                stats: &t.mount.stats,
-            };
-            let audience = Audience::From {
-                socket,
-                include_sender,
-            };
-            let published = publisher::publish(&to, audience, &channel, &event, &data).await;
-            if let Err(e @ ChannelError::Overloaded) = &published {
-                // Nothing was delivered: the sender's ack says so (and any
-                // ack action after this one finds it answered).
-                reject(
-                    t.mount,
-                    ack.take(),
-                    &Rejection::new("overloaded", e.to_string()),
-                );
-                t.mount.stats.overloaded.inc();
-            }
-            published.map_err(|e| e.to_string())?;
-        }
+        } => publish(t, channel, event, &data_json, include_sender, ack).await?,
         Action::SendTo {
             socket: id,
             event,
             payload,
-        } => {
-            let args = Args::new(payload)?;
-            let sid: Sid = id
-                .parse()
-                .map_err(|_| format!("send-to: {id:?} is not a socket id"))?;
-            let target = t
-                .mount
-                .io
-                .of(&t.mount.slot.mount)
-                .and_then(|ns| ns.get_socket(sid));
-            match target {
-                Some(s) => counted(t.mount, s.emit(&event, &args), true)
-                    .map_err(|e| format!("send-to {id}: {e}"))?,
-                None => tracing::debug!(socket = %id, "send-to: no such socket here"),
-            }
-        }
+        } => send_to(t.mount, &id, &event, payload)?,
         Action::Join(channel) => {
             socket.join(channel.clone());
             let id = socket.id.to_string();
@@ -120,20 +110,130 @@ async fn apply_one(
             let plugin = &t.mount.slot.name;
             t.mount.presence.leave(plugin, &channel, &id).await;
         }
-        Action::Disconnect(reason) => {
-            let _ = socket.emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
-            // Closing does not flush what is queued for the client (acks, the
-            // reason above): give the writer a moment first.
-            let grace = t.mount.limits.disconnect_grace;
-            if !grace.is_zero() {
-                tokio::time::sleep(grace).await;
+        Action::Disconnect(reason) => disconnect(t, &reason).await?,
+    }
+    Ok(())
+}
+
+async fn publish(
+    t: &Target<'_>,
+    channel: String,
+    event: String,
+    data_json: &str,
+    include_sender: bool,
+    ack: &mut Option<AckSender>,
+) -> Result<(), ActionError> {
+    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let to = Channels {
+        space: &t.mount.channels,
+        stats: &t.mount.stats,
+    };
+    let audience = Audience::From {
+        socket: t.socket,
+        include_sender,
+    };
+    match publisher::publish(&to, audience, &channel, &event, &data).await {
+        Ok(_) => Ok(()),
+        Err(source) => {
+            if let ChannelError::Overloaded = source {
+                // Nothing was delivered: the sender's ack says so (and any
+                // ack action after this one finds it answered).
+                let why = Rejection::new("overloaded", source.to_string());
+                reject(t.mount, ack.take(), &why);
+                t.mount.stats.overloaded.inc();
             }
-            socket
-                .clone()
-                .disconnect()
-                .map_err(|e| format!("disconnect: {e}"))?;
+            Err(ActionError::Publish {
+                event,
+                channel,
+                source,
+            })
         }
     }
+}
+
+/// Perform what a call about no connection returned (a timer of its own):
+/// publications and direct messages; actions that need "the connection" are skipped.
+pub(super) async fn apply_detached(mount: &Mount, actions: Vec<Action>) {
+    for action in actions {
+        let done = match action {
+            Action::Publish {
+                channel,
+                event,
+                data_json,
+                ..
+            } => publish_detached(mount, channel, event, &data_json).await,
+            Action::SendTo {
+                socket,
+                event,
+                payload,
+            } => send_to(mount, &socket, &event, payload),
+            other => Err(ActionError::NeedsConnection(format!("{other:?}"))),
+        };
+        if let Err(e) = done {
+            tracing::warn!(plugin = %mount.slot.name, "plugin action skipped: {e}");
+        }
+    }
+}
+
+async fn publish_detached(
+    mount: &Mount,
+    channel: String,
+    event: String,
+    data_json: &str,
+) -> Result<(), ActionError> {
+    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let to = Channels {
+        space: &mount.channels,
+        stats: &mount.stats,
+    };
+    let audience = Audience::Room;
+    match publisher::publish(&to, audience, &channel, &event, &data).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ActionError::Publish {
+            event,
+            channel,
+            source,
+        }),
+    }
+}
+
+fn send_to(
+    mount: &Mount,
+    id: &str,
+    event: &str,
+    payload: crate::plugins::Payload,
+) -> Result<(), ActionError> {
+    let args = Args::new(payload).map_err(ActionError::Payload)?;
+    let Ok(sid) = id.parse::<Sid>() else {
+        return Err(ActionError::BadSocketId(id.to_owned()));
+    };
+    let target = mount
+        .io
+        .of(&mount.slot.mount)
+        .and_then(|ns| ns.get_socket(sid));
+    match target {
+        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
+            what: format!("send-to {id}"),
+            source,
+        }),
+        None => {
+            tracing::debug!(socket = %id, "send-to: no such socket here");
+            Ok(())
+        }
+    }
+}
+
+async fn disconnect(t: &Target<'_>, reason: &str) -> Result<(), ActionError> {
+    let _ = t
+        .socket
+        .emit(DISCONNECT_EVENT, &json!({ "reason": reason }));
+    // Closing does not flush what is queued for the client (acks, the
+    // reason above): give the writer a moment first.
+    let grace = t.mount.limits.disconnect_grace;
+    if !grace.is_zero() {
+        tokio::time::sleep(grace).await;
+    }
+    t.socket.clone().disconnect()?;
     Ok(())
 }
 

@@ -1,7 +1,14 @@
 //! The Socket.IO gateway: each mounted plugin serves one namespace. The
 //! gateway only moves messages; what they mean is up to the plugin.
+//!
+//! [`Gateway`] mounts namespaces for the control service (`mount`: handshake
+//! and handlers, `session`: the per-socket ordered queue, `actions`: what a
+//! plugin returned). [`publish`] owns a channel publication on both
+//! transports (SSE and the Socket.IO room). The adapter's cross-node driver
+//! is the [`CrossNode`] capability, local or Redis, picked at wiring.
 
 mod actions;
+mod adapter;
 mod detach;
 mod mount;
 mod namespaces;
@@ -9,6 +16,7 @@ mod publisher;
 mod recovery;
 mod session;
 mod throttle;
+mod timers;
 mod unmount;
 mod wire;
 
@@ -17,12 +25,13 @@ pub use detach::detach_handshake;
 pub use mount::{Mount, MountError, Refusal};
 pub use namespaces::Gateway;
 pub use publisher::{Audience, Channels, publish};
-pub use recovery::{MemorySessions, Recovery, RedisSessions, SessionStore};
+pub use recovery::{MemorySessions, Recovery, RecoveryError, SavedSession, SessionStore};
 pub use throttle::{ConnectionLimiter, EventLimits};
 pub use unmount::{PLUGIN_REMOVED, unmount};
 
-/// The Socket.IO adapter (local, or Redis in cluster mode) and the types bound to it.
-pub use crate::cluster::Adapter;
+pub use adapter::{Adapter, AdapterDriver, CrossNode, CrossNodeError, CrossNodeStats};
+pub use socketioxide_redis::drivers::ChanItem;
+/// The Socket.IO server and the types bound to its adapter.
 pub type Io = socketioxide::SocketIo<Adapter>;
 type SocketRef = socketioxide::extract::SocketRef<Adapter>;
 type AckSender = socketioxide::extract::AckSender<Adapter>;

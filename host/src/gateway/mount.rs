@@ -35,6 +35,7 @@ pub struct Mount {
     pub(super) presence: Arc<crate::presence::Presence>,
     /// Connection state recovery (sessions, deferred disconnects).
     pub(super) recovery: Arc<Recovery>,
+    pub(super) pending: Arc<crate::net::PendingSessions>,
 }
 
 /// Why a connection was refused. Socket.IO's `connect_error` carries only a
@@ -67,6 +68,7 @@ pub(super) async fn serve(mount: Mount) -> Result<(), MountError> {
     let path = mount.slot.mount.clone();
     let io = mount.io.clone();
     let mount = Arc::new(mount);
+    super::timers::deliver(&mount);
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let mount = mount.clone();
         async move { handshake(mount, socket, auth.unwrap_or_default()).await }
@@ -103,6 +105,9 @@ async fn handshake(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if let Some(addr) = remote {
+        mount.pending.settle(addr.ip());
+    }
     if let Some(addr) = remote
         && !mount.connections.allow(addr.ip())
     {
@@ -136,7 +141,7 @@ async fn handshake(
         )));
     }
     let guard = mount.slot.connect();
-    let session = Arc::new(Session::new(conn, mount.clone(), guard));
+    let session = Arc::new(Session::new(Arc::new(conn), mount.clone(), guard));
     let restored = match claimed {
         Some(c) => restore(&session, &socket, c).await,
         None => false,
@@ -168,11 +173,7 @@ async fn handshake(
 /// A new session: the plugin's `on-connect` decides, and its actions are
 /// queued; the socket gets a fresh pid.
 async fn start_fresh(session: &Arc<Session>, socket: &SocketRef) -> Result<(), Refusal> {
-    let actions = match session.version().on_connect(&session.conn).await {
-        Ok(Ok(actions)) => actions,
-        Ok(Err(rejection)) => return Err(Refusal(rejection)),
-        Err(e) => return Err(Refusal(e.to_rejection())),
-    };
+    let actions = on_connect(&session.version(), &session.conn).await?;
     session.push(Work::Connected(actions));
     let mount = &session.mount;
     let sink = Arc::new(Sink::new(socket.clone(), session, mount.recovery.enabled()));
@@ -208,6 +209,11 @@ async fn restore(session: &Arc<Session>, socket: &SocketRef, claimed: Claimed) -
             .join(&mount.slot.name, room, id, subject)
             .await;
     }
+    // The plugin's state of this connection carries over when the session
+    // left from this node (it is node-local: elsewhere it starts empty).
+    let connections = session.version().connections();
+    let saved = connections.end(id).unwrap_or_default();
+    connections.restore(session.conn.clone(), saved);
     let _ = session.pid.set(claimed.pid);
     session
         .restoring
@@ -292,20 +298,47 @@ fn register_handlers(socket: &SocketRef) {
             let pid = session.pid.get().map(String::as_str).unwrap_or_default();
             if mount.recovery.expire(&mount.slot.mount, pid).await {
                 finish(&session, &socket, reason).await;
+            } else if mount.io.of(&mount.slot.mount).and_then(|ns| ns.get_socket(socket.id)).is_none() {
+                // Recovered on another node: the plugin's state of it here goes.
+                ended(&mount.slot.active(), &session.conn.id);
             }
         });
     });
 }
 
-/// The disconnect is final: the plugin's `on-disconnect`, then presence.
+/// The disconnect is final: the plugin's `on-disconnect`, then its
+/// connection state and timers go, then presence.
 async fn finish(session: &Arc<Session>, socket: &SocketRef, reason: DisconnectReason) {
     session.push(Work::Disconnected(reason.to_string()));
     session.drain(socket).await;
     let mount = &session.mount;
+    ended(&mount.slot.active(), &session.conn.id);
     mount
         .presence
         .disconnected(&mount.slot.name, &session.conn.id)
         .await;
+}
+
+/// Register the connection with the plugin (before `on-connect`, which may
+/// already set state or timers), then ask it; a refused one is ended at once.
+async fn on_connect(
+    version: &crate::plugins::PluginVersion,
+    conn: &Arc<Connection>,
+) -> Result<Vec<crate::plugins::Action>, Refusal> {
+    version.connections().register(conn.clone());
+    let refusal = match version.on_connect(conn).await {
+        Ok(Ok(actions)) => return Ok(actions),
+        Ok(Err(rejection)) => rejection,
+        Err(e) => e.to_rejection(),
+    };
+    ended(version, &conn.id);
+    Err(Refusal(refusal))
+}
+
+/// A connection is over for the plugin: its state and its timers go.
+fn ended(version: &crate::plugins::PluginVersion, id: &str) {
+    version.connections().end(id);
+    version.timers().cancel_for(id);
 }
 
 /// A timer that disconnects the socket with reason `token_expired` at `at`
@@ -344,13 +377,8 @@ fn take_token(socket: &SocketRef, auth: &mut serde_json::Value) -> Option<String
         return Some(t);
     }
     let parts = socket.req_parts();
-    if let Some(t) = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-    {
-        return Some(t.trim().to_owned());
+    if let Some(t) = crate::auth::bearer(&parts.headers) {
+        return Some(t.to_owned());
     }
     parts.uri.query().and_then(|q| {
         form_urlencoded(q)

@@ -25,6 +25,8 @@ pub struct Gateway {
     in_flight: InFlight,
     presence: Arc<Presence>,
     recovery: Arc<super::Recovery>,
+    /// Engine.IO sessions not yet joined (settled at each join attempt).
+    pending: Arc<crate::net::PendingSessions>,
 }
 
 impl Gateway {
@@ -42,11 +44,16 @@ impl Gateway {
             verifier,
             connections,
             channels,
-            presence: Presence::memory(crate::server::node_id(&config)),
+            presence: Presence::memory(config.node_id()),
             config,
             metrics,
             in_flight: InFlight::default(),
             recovery,
+            pending: Arc::new(crate::net::PendingSessions::new(
+                0,
+                0,
+                std::time::Duration::ZERO,
+            )),
         }
     }
 
@@ -58,6 +65,12 @@ impl Gateway {
     /// Record joins, leaves and disconnects in `presence`.
     pub fn with_presence(mut self, presence: Arc<Presence>) -> Self {
         self.presence = presence;
+        self
+    }
+
+    /// Settle `pending` admissions when sessions ask to join a namespace.
+    pub fn with_pending_sessions(mut self, pending: Arc<crate::net::PendingSessions>) -> Self {
+        self.pending = pending;
         self
     }
 
@@ -82,6 +95,7 @@ impl Gateway {
             in_flight: self.in_flight.clone(),
             presence: self.presence.clone(),
             recovery: self.recovery.clone(),
+            pending: self.pending.clone(),
             slot,
         };
         self.recovery.register(&mount.slot.mount, &name);

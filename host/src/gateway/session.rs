@@ -42,10 +42,13 @@ pub(super) enum Work {
     /// before it are sent first.
     Kick(String),
     Disconnected(String),
+    /// A timer the plugin set for this connection fired.
+    Timer(crate::plugins::TimerEvent),
 }
 
 pub(super) struct Session {
-    pub(super) conn: Connection,
+    /// Shared with the plugin's connection records (`connections.info`).
+    pub(super) conn: Arc<Connection>,
     pub(super) mount: Arc<Mount>,
     /// Counts the connection on its slot and remembers its canary assignment.
     guard: ConnectionGuard,
@@ -66,7 +69,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(conn: Connection, mount: Arc<Mount>, guard: ConnectionGuard) -> Self {
+    pub(super) fn new(conn: Arc<Connection>, mount: Arc<Mount>, guard: ConnectionGuard) -> Self {
         let throttle = SocketThrottle::new(mount.limits);
         let span = tracing::info_span!("socket", id = %conn.id, namespace = %conn.namespace);
         Self {
@@ -212,6 +215,11 @@ impl Session {
                     Err(e) => actions::reject(&self.mount, ack, &e.to_rejection()),
                 }
             }
+            Work::Timer(timer) => match self.version().on_timer(&timer).await {
+                Ok(Some(list)) => actions::apply(&target, list, None).await,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(socket = %self.conn.id, "on-timer failed: {e}"),
+            },
             Work::Disconnected(reason) => {
                 let version = self.version();
                 match version.on_disconnect(&self.conn, &reason).await {

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
 use crate::plugins::{EventSpec, PluginSlot};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn document(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let host = headers

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -22,7 +22,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     // In cluster mode a node that cannot reach Redis still serves its own
     // clients, but is not ready: it would miss cross-node traffic.
     let redis = state
-        .redis
+        .upstream
         .as_ref()
         .map(|r| if r.healthy() { "up" } else { "down" });
     let ready = !plugins.is_empty() && redis != Some("down");

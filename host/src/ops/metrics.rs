@@ -23,10 +23,9 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry as Prom;
 
 use crate::channels::Hub;
-use crate::cluster::{ClusterDriver, Redis};
-use crate::gateway::Io;
+use crate::gateway::{AdapterDriver, Io};
 use crate::plugins::{PluginVersion, Registry};
-use crate::server::AppState;
+use crate::state::AppState;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -46,6 +45,7 @@ pub struct Metrics {
     auth_failures: Family<Labels, Counter>,
     recovered: Family<Labels, Counter>,
     overloaded: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
 }
 
 /// Counter handles of one namespace, cached by its mount.
@@ -69,8 +69,8 @@ pub struct Sources {
     pub registry: Arc<Registry>,
     pub hub: Arc<Hub>,
     pub io: Io,
-    pub cluster: ClusterDriver,
-    pub redis: Option<Redis>,
+    pub cluster: AdapterDriver,
+    pub upstream: Option<Arc<dyn super::Upstream>>,
 }
 
 impl Metrics {
@@ -93,6 +93,12 @@ impl Metrics {
             "recovered_sessions",
             "Socket.IO reconnects whose session was restored (connection state recovery)",
             recovered.clone(),
+        );
+        let refused = Family::<Labels, Counter>::default();
+        prom.register(
+            "refused",
+            "Connections, sessions, streams and calls refused or closed by a limit, by limit (README: Hardening)",
+            refused.clone(),
         );
         prom.register(
             "events_in",
@@ -131,7 +137,14 @@ impl Metrics {
             auth_failures,
             recovered,
             overloaded,
+            refused,
         }
+    }
+
+    /// The counter of what limit `limit` refused (look it up once, keep the handle).
+    pub fn limit(&self, limit: &'static str) -> Counter {
+        self.refused
+            .get_or_create_owned(&vec![("limit", limit.to_owned())])
     }
 
     /// The counters of namespace `ns`: look them up once, then clone the handles.
@@ -235,26 +248,7 @@ impl Collector for Snapshot {
         let s = &self.0;
         let slots = s.registry.list();
 
-        // Connections by namespace and transport, counted from socketioxide's
-        // own socket list (a polling socket that upgraded counts as websocket).
-        let mut conns = Vec::new();
-        for slot in &slots {
-            let (mut ws, mut polling) = (0i64, 0i64);
-            if let Some(ns) = s.io.of(&slot.mount) {
-                for socket in ns.sockets() {
-                    match socket.transport_type() {
-                        socketioxide::TransportType::Websocket => ws += 1,
-                        socketioxide::TransportType::Polling => polling += 1,
-                    }
-                }
-            }
-            for (t, n) in [("websocket", ws), ("polling", polling)] {
-                conns.push((
-                    vec![("namespace", slot.mount.clone()), ("transport", t.into())],
-                    gauge(n),
-                ));
-            }
-        }
+        let conns = connection_gauges(&s.io, &slots);
         family(
             &mut enc,
             "connections",
@@ -314,38 +308,31 @@ impl Collector for Snapshot {
         )?;
 
         self.plugins(&mut enc, &slots)?;
+        capabilities(&mut enc, &slots)?;
 
-        // Publications reach other nodes through the channels' stream.
-        let stream = s.hub.streams().map_or((0, 0), |st| {
-            (
-                st.published.load(Ordering::Relaxed),
-                st.overloaded.load(Ordering::Relaxed),
-            )
-        });
-        if let ClusterDriver::Redis(d) = &s.cluster {
+        // Publications reach other nodes through the channels' shared log.
+        let log = s.hub.log_stats().unwrap_or_default();
+        if let Some(d) = s.cluster.stats() {
             family(
                 &mut enc,
                 "cluster_published",
                 "Messages published to other nodes",
-                &[(
-                    vec![],
-                    counter(d.published.load(Ordering::Relaxed) + stream.0),
-                )],
+                &[(vec![], counter(d.published + log.published))],
             )?;
             family(
                 &mut enc,
                 "cluster_dropped",
                 "Cross-node messages lost (outbox full or Redis unreachable)",
-                &[(vec![], counter(d.dropped.load(Ordering::Relaxed)))],
+                &[(vec![], counter(d.dropped))],
             )?;
             family(
                 &mut enc,
                 "cluster_overloaded",
                 "Publications refused (error `overloaded`) because the outbox to Redis was full",
-                &[(vec![], counter(stream.1))],
+                &[(vec![], counter(log.overloaded))],
             )?;
         }
-        if let Some(r) = &s.redis {
+        if let Some(r) = &s.upstream {
             family(
                 &mut enc,
                 "redis_up",
@@ -355,6 +342,33 @@ impl Collector for Snapshot {
         }
         Ok(())
     }
+}
+
+/// Connections by namespace and transport, counted from socketioxide's own
+/// socket list (a polling socket that upgraded counts as websocket).
+fn connection_gauges(
+    io: &Io,
+    slots: &[Arc<crate::plugins::PluginSlot>],
+) -> Vec<(Labels, ConstGauge)> {
+    let mut conns = Vec::new();
+    for slot in slots {
+        let (mut ws, mut polling) = (0i64, 0i64);
+        if let Some(ns) = io.of(&slot.mount) {
+            for socket in ns.sockets() {
+                match socket.transport_type() {
+                    socketioxide::TransportType::Websocket => ws += 1,
+                    socketioxide::TransportType::Polling => polling += 1,
+                }
+            }
+        }
+        for (t, n) in [("websocket", ws), ("polling", polling)] {
+            conns.push((
+                vec![("namespace", slot.mount.clone()), ("transport", t.into())],
+                gauge(n),
+            ));
+        }
+    }
+    conns
 }
 
 impl Snapshot {
@@ -441,25 +455,130 @@ impl Snapshot {
             MetricType::Histogram,
         )?;
         for (l, v) in &versions {
-            let h = &v.counters.call_time;
-            let cumulative = h.cumulative(&bounds);
-            let mut buckets: Vec<(f64, u64)> = CALL_BUCKETS.into_iter().zip(cumulative).collect();
-            let count = h.count();
-            buckets.push((f64::INFINITY, count));
-            // prometheus-client takes per-bucket counts and accumulates them.
-            let mut prev = 0;
-            for b in &mut buckets {
-                let c = b.1;
-                b.1 = c.saturating_sub(prev);
-                prev = c;
-            }
-            e.encode_family(l)?.encode_histogram::<Labels>(
-                h.sum().as_secs_f64(),
-                count,
-                &buckets,
-                None,
-            )?;
+            histogram(&mut e, l, &v.counters.call_time, &bounds)?;
         }
         Ok(())
     }
+}
+
+fn histogram(
+    e: &mut prometheus_client::encoding::MetricEncoder,
+    labels: &Labels,
+    h: &crate::plugins::Histogram,
+    bounds: &[Duration],
+) -> std::fmt::Result {
+    let cumulative = h.cumulative(bounds);
+    let mut buckets: Vec<(f64, u64)> = CALL_BUCKETS.into_iter().zip(cumulative).collect();
+    let count = h.count();
+    buckets.push((f64::INFINITY, count));
+    // prometheus-client takes per-bucket counts and accumulates them.
+    let mut prev = 0;
+    for b in &mut buckets {
+        let c = b.1;
+        b.1 = c.saturating_sub(prev);
+        prev = c;
+    }
+    e.encode_family(labels)?.encode_histogram::<Labels>(
+        h.sum().as_secs_f64(),
+        count,
+        &buckets,
+        None,
+    )
+}
+
+/// Timers, connection state and outbound HTTP, per plugin (shared by its versions).
+fn capabilities(
+    enc: &mut DescriptorEncoder,
+    slots: &[Arc<crate::plugins::PluginSlot>],
+) -> std::fmt::Result {
+    let active: Vec<_> = slots.iter().map(|s| (s.name.clone(), s.active())).collect();
+    let by_plugin = |f: &dyn Fn(&PluginVersion) -> u64| -> Vec<(Labels, ConstCounter<u64>)> {
+        active
+            .iter()
+            .map(|(n, v)| (vec![("plugin", n.clone())], counter(f(v))))
+            .collect()
+    };
+    let pending: Vec<_> = active
+        .iter()
+        .map(|(n, v)| {
+            (
+                vec![("plugin", n.clone())],
+                gauge(v.timers().pending() as i64),
+            )
+        })
+        .collect();
+    family(
+        enc,
+        "plugin_timers_pending",
+        "Timers set and not yet fired",
+        &pending,
+    )?;
+    family(
+        enc,
+        "plugin_timers_set",
+        "Timers set",
+        &by_plugin(&|v| v.timers().counts().0),
+    )?;
+    family(
+        enc,
+        "plugin_timers_fired",
+        "Timers fired",
+        &by_plugin(&|v| v.timers().counts().1),
+    )?;
+    family(
+        enc,
+        "plugin_timers_refused",
+        "Timers refused by a limit (count, delay, size)",
+        &by_plugin(&|v| v.timers().counts().2),
+    )?;
+    family(
+        enc,
+        "plugin_connection_state_refused",
+        "Connection-state writes refused by a limit (size, keys, bytes)",
+        &by_plugin(&|v| v.connections().refused()),
+    )?;
+    outbound(enc, &active)
+}
+
+/// Outbound HTTP by plugin and origin.
+fn outbound(
+    enc: &mut DescriptorEncoder,
+    active: &[(String, Arc<PluginVersion>)],
+) -> std::fmt::Result {
+    let (mut requests, mut errors, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, v) in active {
+        for (origin, st) in v.outbound().stats() {
+            let l: Labels = vec![("plugin", name.clone()), ("origin", origin)];
+            requests.push((l.clone(), counter(st.requests.load(Ordering::Relaxed))));
+            for (kind, n) in st.errors.lock().unwrap().iter() {
+                let mut l = l.clone();
+                l.push(("kind", (*kind).to_owned()));
+                errors.push((l, counter(*n)));
+            }
+            latency.push((l, st));
+        }
+    }
+    family(
+        enc,
+        "plugin_outbound_requests",
+        "Outbound HTTP requests, by plugin and origin",
+        &requests,
+    )?;
+    family(
+        enc,
+        "plugin_outbound_errors",
+        "Outbound HTTP requests refused or failed, by kind (forbidden, blocked_address, timeout, too_large, busy, invalid, failed)",
+        &errors,
+    )?;
+    let bounds = CALL_BUCKETS.map(Duration::from_secs_f64);
+    let mut e = enc.encode_descriptor(
+        "plugin_outbound_duration_seconds",
+        "Wall time of outbound HTTP requests, redirects included",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (l, st) in &latency {
+        histogram(&mut e, l, &st.latency, &bounds)?;
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Operating a node: health probes, metrics, the AsyncAPI document and
-//! graceful shutdown.
+//! graceful shutdown. [`Upstream`] is the health of a backend the node
+//! depends on (Redis in cluster mode).
 
 mod asyncapi;
 mod health;
@@ -9,10 +10,17 @@ mod shutdown;
 pub use metrics::{Metrics, NsMetrics, Sources};
 pub use shutdown::InFlight;
 
+/// A backend the node depends on (Redis in cluster mode), reported by
+/// `/readyz` and the `redis_up` metric. `cluster` implements it.
+pub trait Upstream: Send + Sync {
+    /// Whether the last command succeeded.
+    fn healthy(&self) -> bool;
+}
+
 use axum::Router;
 use axum::routing::get;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `/healthz`, `/readyz`, `/metrics`, `/asyncapi.json`.
 pub fn router() -> Router<AppState> {

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::PluginBindings;
 use super::error::LoadError;
 use super::host_impl::HostState;
 
@@ -71,7 +70,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
-        PluginBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        super::bindings::add_to_linker(&mut linker)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (weak, stop, tick) = (engine.weak(), stop_ticker.clone(), settings.tick);

@@ -8,8 +8,8 @@ pub enum LoadError {
     /// The bytes are not a WebAssembly component (a core module, or garbage).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    /// The component does not implement the `portico:plugin/plugin` world this host supports.
-    #[error("does not implement the portico:plugin@0.1.0 world: {0}")]
+    /// The component implements no `portico:plugin/plugin` world this host supports (0.1.0, 0.2.0).
+    #[error("does not implement the portico:plugin@0.2.0 (or @0.1.0) world: {0}")]
     WrongWorld(String),
     /// `describe()` failed or returned nonsense.
     #[error("describe() failed: {0}")]
@@ -17,9 +17,12 @@ pub enum LoadError {
     /// The plugin is larger than allowed.
     #[error("plugin is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
-    /// The plugin is valid but cannot be mounted where it was asked to be.
+    /// The plugin is valid but cannot be put in service (mount taken, ...).
     #[error("cannot be mounted: {0}")]
-    Conflict(String),
+    Registry(#[from] RegistryError),
+    /// The compiler task died (a bug or the runtime shutting down), not the plugin's fault.
+    #[error("the compiler task failed: {0}")]
+    Compiler(#[from] tokio::task::JoinError),
     /// Reading the file failed.
     #[error("cannot read {path}: {source}")]
     Io {

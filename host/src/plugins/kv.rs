@@ -2,8 +2,11 @@
 //! its own key prefix, so no plugin can read another's keys.
 
 use std::collections::HashMap;
+use std::future::ready;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
 
 /// Largest key a plugin may use.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -23,21 +26,39 @@ pub enum KvError {
     Full(usize),
 }
 
-/// The backing store. An enum rather than a trait object: there are exactly
-/// two backends (memory, Redis in cluster mode) and calls stay static.
-#[derive(Clone)]
-pub enum KvStore {
-    Memory(Arc<MemoryKv>),
-    Redis(Arc<crate::cluster::RedisKv>),
+/// A key-value backend: every plugin's keys, by plugin name. Implemented in
+/// memory here and over Redis by `cluster`; the store is picked once at
+/// wiring and plugins only ever see their [`KvSpace`].
+pub trait KvBackend: Send + Sync {
+    fn get<'a>(&'a self, plugin: &'a str, key: &'a str)
+    -> BoxFuture<'a, KvResult<Option<Vec<u8>>>>;
+    fn set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, KvResult<()>>;
+    /// Whether the key existed.
+    fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, KvResult<bool>>;
+    /// Add `by` to an integer value (missing counts as 0); returns the new value.
+    fn incr<'a>(&'a self, plugin: &'a str, key: &'a str, by: i64) -> BoxFuture<'a, KvResult<i64>>;
 }
 
+pub type KvResult<T> = Result<T, KvError>;
+
+/// The node's KV store.
+#[derive(Clone)]
+pub struct KvStore(Arc<dyn KvBackend>);
+
 impl KvStore {
+    /// In memory, for a single node.
     pub fn memory(max_keys_per_plugin: usize) -> Self {
-        Self::Memory(Arc::new(MemoryKv::new(max_keys_per_plugin)))
+        Self::new(Arc::new(MemoryKv::new(max_keys_per_plugin)))
     }
 
-    pub fn redis(kv: crate::cluster::RedisKv) -> Self {
-        Self::Redis(Arc::new(kv))
+    pub fn new(backend: Arc<dyn KvBackend>) -> Self {
+        Self(backend)
     }
 
     /// The view of the store for one plugin.
@@ -66,10 +87,7 @@ fn check(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
 impl KvSpace {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check(key, None)?;
-        match &self.store {
-            KvStore::Memory(m) => Ok(m.get(&self.plugin, key)),
-            KvStore::Redis(r) => r.get(&self.plugin, key).await,
-        }
+        self.store.0.get(&self.plugin, key).await
     }
 
     pub async fn set(
@@ -79,26 +97,17 @@ impl KvSpace {
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
         check(key, Some(&value))?;
-        match &self.store {
-            KvStore::Memory(m) => m.set(&self.plugin, key, value, ttl),
-            KvStore::Redis(r) => r.set(&self.plugin, key, value, ttl).await,
-        }
+        self.store.0.set(&self.plugin, key, value, ttl).await
     }
 
     pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
         check(key, None)?;
-        match &self.store {
-            KvStore::Memory(m) => Ok(m.delete(&self.plugin, key)),
-            KvStore::Redis(r) => r.delete(&self.plugin, key).await,
-        }
+        self.store.0.delete(&self.plugin, key).await
     }
 
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64, KvError> {
         check(key, None)?;
-        match &self.store {
-            KvStore::Memory(m) => m.incr(&self.plugin, key, by),
-            KvStore::Redis(r) => r.incr(&self.plugin, key, by).await,
-        }
+        self.store.0.incr(&self.plugin, key, by).await
     }
 }
 
@@ -120,6 +129,31 @@ pub struct MemoryKv {
     plugins: Mutex<HashMap<String, HashMap<String, Entry>>>,
 }
 
+impl KvBackend for MemoryKv {
+    fn get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, KvResult<Option<Vec<u8>>>> {
+        Box::pin(ready(Ok(self.get_now(plugin, key))))
+    }
+    fn set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, KvResult<()>> {
+        Box::pin(ready(self.set_now(plugin, key, value, ttl)))
+    }
+    fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, KvResult<bool>> {
+        Box::pin(ready(Ok(self.delete_now(plugin, key))))
+    }
+    fn incr<'a>(&'a self, plugin: &'a str, key: &'a str, by: i64) -> BoxFuture<'a, KvResult<i64>> {
+        Box::pin(ready(self.incr_now(plugin, key, by)))
+    }
+}
+
 impl MemoryKv {
     fn new(max_keys: usize) -> Self {
         Self {
@@ -128,7 +162,7 @@ impl MemoryKv {
         }
     }
 
-    fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
+    fn get_now(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let mut plugins = self.plugins.lock().unwrap();
         let map = plugins.get_mut(plugin)?;
@@ -142,7 +176,7 @@ impl MemoryKv {
         }
     }
 
-    fn set(
+    fn set_now(
         &self,
         plugin: &str,
         key: &str,
@@ -168,7 +202,7 @@ impl MemoryKv {
         Ok(())
     }
 
-    fn delete(&self, plugin: &str, key: &str) -> bool {
+    fn delete_now(&self, plugin: &str, key: &str) -> bool {
         let now = Instant::now();
         let mut plugins = self.plugins.lock().unwrap();
         plugins
@@ -177,7 +211,7 @@ impl MemoryKv {
             .is_some_and(|e| e.live(now))
     }
 
-    fn incr(&self, plugin: &str, key: &str, by: i64) -> Result<i64, KvError> {
+    fn incr_now(&self, plugin: &str, key: &str, by: i64) -> Result<i64, KvError> {
         let now = Instant::now();
         let mut plugins = self.plugins.lock().unwrap();
         let map = plugins.entry(plugin.to_owned()).or_default();

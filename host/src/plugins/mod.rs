@@ -4,13 +4,16 @@
 //! deadlines, compiled-artifact cache). Each plugin version is compiled once
 //! into an `InstancePre`; calls take a warm instance from its pool, and an
 //! instance that trapped is dropped, never reused. The [`Registry`] maps
-//! plugin names to slots whose active version swaps atomically.
+//! plugin names to slots whose active version swaps atomically; only
+//! [`crate::control`] changes it. Plugin KV sits on the [`KvBackend`]
+//! capability (memory, or Redis in cluster mode).
 
 mod bindings;
 mod canary;
 mod engine;
 mod error;
 mod host_impl;
+mod host_v2;
 mod kv;
 mod registry;
 mod stats;
@@ -20,13 +23,14 @@ mod version;
 pub use canary::{Canary, CanaryPolicy};
 pub use engine::{EngineSettings, PluginEngine, sha256_hex};
 pub use error::{CallError, LoadError, RegistryError};
-pub use kv::{KvError, KvSpace, KvStore};
+pub use kv::{KvBackend, KvError, KvResult, KvSpace, KvStore};
 pub use registry::{
     ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
     Rollout, SlotEvent,
 };
 pub use stats::Histogram;
 pub use types::{
-    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, Transport,
+    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
+    Transport,
 };
-pub use version::{Counters, Isolation, Limits, PluginVersion};
+pub use version::{Answer, Counters, Isolation, Limits, PluginVersion};

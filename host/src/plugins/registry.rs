@@ -333,6 +333,12 @@ pub struct Registry {
     engine: Arc<PluginEngine>,
     kv: KvStore,
     presence: Arc<crate::presence::Presence>,
+    conns: crate::connstate::ConnStore,
+    timers: crate::timers::Timers,
+    /// The operator's outbound HTTP settings by plugin name (node config).
+    outbound_settings: HashMap<String, crate::outbound::OutboundSettings>,
+    /// One client per plugin, shared by its versions (its in-flight cap and counters).
+    outbound: Mutex<HashMap<String, Arc<crate::outbound::Outbound>>>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
 
@@ -356,6 +362,10 @@ impl Registry {
             engine,
             kv,
             presence: crate::presence::Presence::memory("local".into()),
+            conns: crate::connstate::ConnStore::default(),
+            timers: crate::timers::Timers::default(),
+            outbound_settings: HashMap::new(),
+            outbound: Mutex::default(),
             slots: RwLock::default(),
         }
     }
@@ -364,6 +374,28 @@ impl Registry {
     pub fn with_presence(mut self, presence: Arc<crate::presence::Presence>) -> Self {
         self.presence = presence;
         self
+    }
+
+    /// Let plugins make HTTP requests as `settings` (by plugin name) allow.
+    pub fn with_outbound(
+        mut self,
+        settings: HashMap<String, crate::outbound::OutboundSettings>,
+    ) -> Self {
+        self.outbound_settings = settings;
+        self
+    }
+
+    fn outbound(&self, name: &str) -> Arc<crate::outbound::Outbound> {
+        let mut clients = self.outbound.lock().unwrap();
+        let settings = self
+            .outbound_settings
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        clients
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(crate::outbound::Outbound::new(settings)))
+            .clone()
     }
 
     /// Who is in which channel; plugins read it through the `presence` import.
@@ -384,6 +416,9 @@ impl Registry {
             config: settings.config.clone(),
             kv: self.kv.space(name),
             presence: self.presence.clone(),
+            conns: self.conns.space(name),
+            timers: self.timers.space(name),
+            outbound: self.outbound(name),
         };
         let version = PluginVersion::load(self.engine.clone(), wasm, spec).await?;
         if version.manifest.name != name {
@@ -401,9 +436,7 @@ impl Registry {
         settings: PluginSettings,
     ) -> Result<Installed, LoadError> {
         let version = self.prepare(name, wasm, &settings).await?;
-        let (installed, _) = self
-            .deploy(name, settings.mount, version, Rollout::Now)
-            .map_err(|e| LoadError::Conflict(e.to_string()))?;
+        let (installed, _) = self.deploy(name, settings.mount, version, Rollout::Now)?;
         Ok(installed)
     }
 
@@ -512,6 +545,8 @@ impl Registry {
     pub fn remove(&self, name: &str) -> Option<Arc<PluginSlot>> {
         let slot = self.slots.write().unwrap().remove(name)?;
         slot.unmounted.send_replace(true);
+        self.timers.remove(name);
+        self.conns.remove(name);
         Some(slot)
     }
 

@@ -106,3 +106,13 @@ pub struct EventSpec {
     /// JSON Schema of the payload, as text.
     pub schema_json: Option<String>,
 }
+
+/// A plugin's timer fired (see `crate::timers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerEvent {
+    pub id: u64,
+    pub name: String,
+    pub data_json: String,
+    /// The connection it is about, if it was set for one.
+    pub conn: Option<String>,
+}

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{self, PluginBindings, PluginBindingsPre, wit};
+use super::bindings::{Instance, Pre};
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::host_impl::{HostState, MemoryCap};
 use super::kv::KvSpace;
 use super::stats::Histogram;
-use super::types::{Action, Connection, Event, Manifest, Rejection};
+use super::types::{Action, Connection, Event, Manifest, Rejection, TimerEvent};
 
 /// How instances are used for calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -68,8 +68,11 @@ pub struct Counters {
 
 struct Warm {
     store: Store<HostState>,
-    bindings: PluginBindings,
+    instance: Instance,
 }
+
+/// What one call answers: actions, or a rejection the client sees.
+pub type Answer = Result<Vec<Action>, Rejection>;
 
 /// A compiled, validated plugin version ready to serve calls.
 pub struct PluginVersion {
@@ -85,26 +88,14 @@ pub struct PluginVersion {
     pub config: Arc<HashMap<String, String>>,
     pub counters: Counters,
     engine: Arc<PluginEngine>,
-    pre: PluginBindingsPre<HostState>,
+    pre: Pre,
     kv: KvSpace,
     presence: Arc<crate::presence::Presence>,
+    conns: crate::connstate::ConnSpace,
+    timers: crate::timers::TimerSpace,
+    outbound: Arc<crate::outbound::Outbound>,
     version_label: Arc<str>,
     warm: Mutex<Vec<Warm>>,
-}
-
-enum Request<'a> {
-    Describe,
-    Connect(&'a wit::Connection),
-    Event(&'a wit::Connection, &'a wit::Event),
-    Disconnect(&'a wit::Connection, &'a str),
-    Subscribe(&'a wit::Connection, &'a str),
-}
-
-enum Response {
-    Manifest(wit::Manifest),
-    Actions(Result<Vec<wit::Action>, wit::Rejection>),
-    Plain(Vec<wit::Action>),
-    Subscribe(Result<(), wit::Rejection>),
 }
 
 /// Everything needed to load a version besides its bytes.
@@ -114,6 +105,9 @@ pub struct LoadSpec {
     pub config: HashMap<String, String>,
     pub kv: KvSpace,
     pub presence: Arc<crate::presence::Presence>,
+    pub conns: crate::connstate::ConnSpace,
+    pub timers: crate::timers::TimerSpace,
+    pub outbound: Arc<crate::outbound::Outbound>,
 }
 
 impl PluginVersion {
@@ -141,7 +135,7 @@ impl PluginVersion {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = PluginBindingsPre::new(instance_pre)
+        let pre = Pre::new(&engine.engine, &component, instance_pre)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
 
         let mut version = Self {
@@ -163,12 +157,14 @@ impl PluginVersion {
             pre,
             kv: spec.kv,
             presence: spec.presence,
+            conns: spec.conns,
+            timers: spec.timers,
+            outbound: spec.outbound,
             version_label: Arc::from("?"),
             warm: Mutex::new(Vec::new()),
         };
-        let manifest = match version.call(Request::Describe).await {
-            Ok(Response::Manifest(m)) => bindings::manifest(m),
-            Ok(_) => unreachable!("describe answers with a manifest"),
+        let manifest = match version.describe().await {
+            Ok(m) => m,
             Err(e) => return Err(LoadError::Describe(e.to_string())),
         };
         validate_manifest(&manifest).map_err(LoadError::Describe)?;
@@ -179,28 +175,36 @@ impl PluginVersion {
         Ok(Arc::new(version))
     }
 
-    pub async fn on_connect(
-        &self,
-        conn: &Connection,
-    ) -> Result<Result<Vec<Action>, Rejection>, CallError> {
-        let conn = bindings::connection(conn);
-        match self.call(Request::Connect(&conn)).await? {
-            Response::Actions(r) => Ok(r.map(bindings::actions).map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+    async fn describe(&self) -> Result<Manifest, CallError> {
+        let mut w = self.checkout().await?;
+        let r = w.instance.describe(&mut w.store).await;
+        self.finish(w, r)
     }
 
-    pub async fn on_event(
+    pub async fn on_connect(&self, conn: &Connection) -> Result<Answer, CallError> {
+        let mut w = self.checkout().await?;
+        let r = w.instance.on_connect(&mut w.store, conn).await;
+        self.finish(w, r)
+    }
+
+    /// One event; see [`on_events`](Self::on_events).
+    pub async fn on_event(&self, conn: &Connection, event: Event) -> Result<Answer, CallError> {
+        let mut answers = self.on_events(conn, vec![event]).await?;
+        Ok(answers.pop().expect("one answer per event"))
+    }
+
+    /// Events of one connection, in order, in one call (a 0.1.0 plugin gets
+    /// one call per event); one answer per event. A failed call fails them all.
+    pub async fn on_events(
         &self,
         conn: &Connection,
-        event: Event,
-    ) -> Result<Result<Vec<Action>, Rejection>, CallError> {
-        self.counters.events.fetch_add(1, Ordering::Relaxed);
-        let (conn, event) = (bindings::connection(conn), bindings::event(event));
-        match self.call(Request::Event(&conn, &event)).await? {
-            Response::Actions(r) => Ok(r.map(bindings::actions).map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+        events: Vec<Event>,
+    ) -> Result<Vec<Answer>, CallError> {
+        let n = events.len() as u64;
+        self.counters.events.fetch_add(n, Ordering::Relaxed);
+        let mut w = self.checkout().await?;
+        let r = w.instance.on_events(&mut w.store, conn, events).await;
+        self.finish(w, r)
     }
 
     pub async fn on_disconnect(
@@ -208,11 +212,9 @@ impl PluginVersion {
         conn: &Connection,
         reason: &str,
     ) -> Result<Vec<Action>, CallError> {
-        let conn = bindings::connection(conn);
-        match self.call(Request::Disconnect(&conn, reason)).await? {
-            Response::Plain(list) => Ok(bindings::actions(list)),
-            _ => unreachable!(),
-        }
+        let mut w = self.checkout().await?;
+        let r = w.instance.on_disconnect(&mut w.store, conn, reason).await;
+        self.finish(w, r)
     }
 
     pub async fn on_subscribe(
@@ -220,11 +222,36 @@ impl PluginVersion {
         conn: &Connection,
         channel: &str,
     ) -> Result<Result<(), Rejection>, CallError> {
-        let conn = bindings::connection(conn);
-        match self.call(Request::Subscribe(&conn, channel)).await? {
-            Response::Subscribe(r) => Ok(r.map_err(bindings::rejection)),
-            _ => unreachable!(),
-        }
+        let mut w = self.checkout().await?;
+        let r = w.instance.on_subscribe(&mut w.store, conn, channel).await;
+        self.finish(w, r)
+    }
+
+    /// A timer of this plugin fired. `None` from a 0.1.0 plugin (it has no timers).
+    pub async fn on_timer(&self, timer: &TimerEvent) -> Result<Option<Vec<Action>>, CallError> {
+        let mut w = self.checkout().await?;
+        let r = w.instance.on_timer(&mut w.store, timer).await;
+        self.finish(w, r)
+    }
+
+    /// The contract version the plugin was built against (`0.1.0`, `0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
+
+    /// The plugin's connections on this node and their state.
+    pub fn connections(&self) -> &crate::connstate::ConnSpace {
+        &self.conns
+    }
+
+    /// The plugin's timers.
+    pub fn timers(&self) -> &crate::timers::TimerSpace {
+        &self.timers
+    }
+
+    /// The plugin's outbound HTTP (its counters by origin).
+    pub fn outbound(&self) -> &Arc<crate::outbound::Outbound> {
+        &self.outbound
     }
 
     /// Instances currently idle in the pool.
@@ -243,53 +270,39 @@ impl PluginVersion {
         self.warm.lock().unwrap().clear();
     }
 
-    async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
-        let started = std::time::Instant::now();
-        let result = self.call_inner(request).await;
-        self.counters.call_time.record(started.elapsed());
-        result
-    }
-
-    async fn call_inner(&self, request: Request<'_>) -> Result<Response, CallError> {
+    /// A warm instance (or a new one), armed for one call.
+    async fn checkout(&self) -> Result<Warm, CallError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let pooled = self.warm.lock().unwrap().pop();
         let mut warm = match pooled {
             Some(w) => w,
-            None => self.instantiate().await.inspect_err(|e| self.count(e))?,
+            None => self.instantiate().await.inspect_err(|e| {
+                self.count(e);
+                self.counters.call_time.record(started.elapsed());
+            })?,
         };
+        warm.store.data_mut().started = started;
         self.arm(&mut warm.store);
-        let handler = warm.bindings.portico_plugin_handler();
-        let store = &mut warm.store;
-        let result = match request {
-            Request::Describe => handler.call_describe(store).await.map(Response::Manifest),
-            Request::Connect(c) => handler
-                .call_on_connect(store, c)
-                .await
-                .map(Response::Actions),
-            Request::Event(c, e) => handler
-                .call_on_event(store, c, e)
-                .await
-                .map(Response::Actions),
-            Request::Disconnect(c, r) => handler
-                .call_on_disconnect(store, c, r)
-                .await
-                .map(Response::Plain),
-            Request::Subscribe(c, ch) => handler
-                .call_on_subscribe(store, c, ch)
-                .await
-                .map(Response::Subscribe),
-        };
+        Ok(warm)
+    }
+
+    /// Return the instance to the pool after a good call; drop it after a
+    /// failed one (a trapped instance cannot be entered again).
+    fn finish<R>(&self, warm: Warm, result: wasmtime::Result<R>) -> Result<R, CallError> {
+        self.counters
+            .call_time
+            .record(warm.store.data().started.elapsed());
         match result {
-            Ok(response) => {
+            Ok(r) => {
                 if self.limits.isolation == Isolation::Pooled {
                     let mut pool = self.warm.lock().unwrap();
                     if pool.len() < self.limits.max_warm {
                         pool.push(warm);
                     }
                 }
-                Ok(response)
+                Ok(r)
             }
-            // A trapped instance cannot be entered again: it is dropped here.
             Err(e) => {
                 let err = self.classify(e, &warm.store);
                 self.count(&err);
@@ -306,6 +319,10 @@ impl PluginVersion {
             kv: self.kv.clone(),
             presence: self.presence.clone(),
             config: self.config.clone(),
+            conns: self.conns.clone(),
+            timers: self.timers.clone(),
+            outbound: self.outbound.clone(),
+            started: std::time::Instant::now(),
             limiter: MemoryCap {
                 max_bytes: self.limits.memory_bytes,
                 hit: false,
@@ -330,8 +347,8 @@ impl PluginVersion {
         self.counters
             .instances_created
             .fetch_add(1, Ordering::Relaxed);
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok(Warm { store, bindings }),
+        match self.pre.instantiate(&mut store).await {
+            Ok(instance) => Ok(Warm { store, instance }),
             Err(e) => match self.classify(e, &store) {
                 CallError::Trap(m) => Err(CallError::Unavailable(m)),
                 other => Err(other),

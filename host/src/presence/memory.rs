@@ -1,21 +1,62 @@
 //! Presence of a single node: a map in memory.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::ready;
 use std::sync::Mutex;
 
-use super::Member;
+use futures::future::BoxFuture;
+
+use super::{Member, PresenceError, PresenceStore};
 
 /// Socket id -> subject.
 type Members = BTreeMap<String, Option<String>>;
 
-/// `(plugin, channel)` -> members.
-#[derive(Default)]
+/// `(plugin, channel)` -> members, all on node `node`.
 pub struct MemoryPresence {
+    node: String,
     channels: Mutex<HashMap<(String, String), Members>>,
 }
 
+impl PresenceStore for MemoryPresence {
+    fn join<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        socket: &'a str,
+        subject: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        self.add(plugin, channel, socket, subject);
+        Box::pin(ready(()))
+    }
+
+    fn leave<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+        socket: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        self.remove(plugin, channel, socket);
+        Box::pin(ready(()))
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Member>, PresenceError>> {
+        Box::pin(ready(Ok(self.members(plugin, channel))))
+    }
+}
+
 impl MemoryPresence {
-    pub fn join(&self, plugin: &str, channel: &str, socket: &str, subject: Option<&str>) {
+    pub fn new(node: String) -> Self {
+        Self {
+            node,
+            channels: Mutex::default(),
+        }
+    }
+
+    fn add(&self, plugin: &str, channel: &str, socket: &str, subject: Option<&str>) {
         self.channels
             .lock()
             .unwrap()
@@ -24,7 +65,7 @@ impl MemoryPresence {
             .insert(socket.to_owned(), subject.map(str::to_owned));
     }
 
-    pub fn leave(&self, plugin: &str, channel: &str, socket: &str) {
+    fn remove(&self, plugin: &str, channel: &str, socket: &str) {
         let mut channels = self.channels.lock().unwrap();
         let key = (plugin.to_owned(), channel.to_owned());
         if let Some(members) = channels.get_mut(&key) {
@@ -35,7 +76,7 @@ impl MemoryPresence {
         }
     }
 
-    pub fn list(&self, plugin: &str, channel: &str, node: &str) -> Vec<Member> {
+    fn members(&self, plugin: &str, channel: &str) -> Vec<Member> {
         let channels = self.channels.lock().unwrap();
         channels
             .get(&(plugin.to_owned(), channel.to_owned()))
@@ -44,7 +85,7 @@ impl MemoryPresence {
                     .map(|(socket, subject)| Member {
                         socket: socket.clone(),
                         subject: subject.clone(),
-                        node: node.to_owned(),
+                        node: self.node.clone(),
                     })
                     .collect()
             })

@@ -3,20 +3,21 @@
 //! plugins read them with the `presence` import, operators with
 //! `GET /admin/v1/plugins/{name}/presence/{channel}`.
 //!
-//! On one node the record is a map in memory. In cluster mode it is a Redis
-//! hash per channel, and each node keeps a heartbeat key alive: members of a
-//! node whose heartbeat expired (the node died) are not listed.
+//! Where members are recorded is the [`PresenceStore`] capability: on one
+//! node a map in memory; in cluster mode a Redis hash per channel, and each
+//! node keeps a heartbeat key alive: members of a node whose heartbeat
+//! expired (the node died) are not listed.
 
 mod error;
 mod memory;
+mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 pub use error::PresenceError;
 use memory::MemoryPresence;
-
-use crate::cluster::{Beat, RedisPresence};
+pub use store::{Beat, PresenceStore};
 
 /// One socket in a channel.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -29,18 +30,13 @@ pub struct Member {
     pub node: String,
 }
 
-enum Backend {
-    Memory(MemoryPresence),
-    Redis(RedisPresence),
-}
-
 /// A local socket's subject and the channels it is in.
 type Joined = (Option<String>, BTreeSet<String>);
 
 /// The presence record of this node (and, in cluster mode, of the cluster).
 pub struct Presence {
     node: String,
-    backend: Backend,
+    store: Arc<dyn PresenceStore>,
     /// Channels each local socket is in, by `(plugin, socket)`: what to remove
     /// at disconnect, and what to record again after Redis lost it.
     local: Mutex<HashMap<(String, String), Joined>>,
@@ -48,18 +44,15 @@ pub struct Presence {
 
 impl Presence {
     pub fn memory(node: String) -> Arc<Self> {
-        Arc::new(Self {
-            node,
-            backend: Backend::Memory(MemoryPresence::default()),
-            local: Mutex::default(),
-        })
+        let store = Arc::new(MemoryPresence::new(node.clone()));
+        Self::new(node, store)
     }
 
-    /// Cluster mode; call [`Presence::spawn_heartbeat`] once serving.
-    pub fn redis(node: String, redis: RedisPresence) -> Arc<Self> {
+    /// Over `store` (cluster mode: call [`Presence::spawn_heartbeat`] once serving).
+    pub fn new(node: String, store: Arc<dyn PresenceStore>) -> Arc<Self> {
         Arc::new(Self {
             node,
-            backend: Backend::Redis(redis),
+            store,
             local: Mutex::default(),
         })
     }
@@ -77,10 +70,7 @@ impl Presence {
                 .or_insert_with(|| (subject.map(str::to_owned), BTreeSet::new()));
             entry.1.insert(channel.to_owned());
         }
-        match &self.backend {
-            Backend::Memory(m) => m.join(plugin, channel, socket, subject),
-            Backend::Redis(r) => r.join(plugin, channel, socket, subject).await,
-        }
+        self.store.join(plugin, channel, socket, subject).await
     }
 
     /// `socket` left `channel` of `plugin`.
@@ -91,10 +81,7 @@ impl Presence {
                 entry.1.remove(channel);
             }
         }
-        match &self.backend {
-            Backend::Memory(m) => m.leave(plugin, channel, socket),
-            Backend::Redis(r) => r.leave(plugin, channel, socket).await,
-        }
+        self.store.leave(plugin, channel, socket).await
     }
 
     /// `socket` is gone: it leaves every channel it was in.
@@ -106,19 +93,13 @@ impl Presence {
             .remove(&(plugin.to_owned(), socket.to_owned()));
         let Some((_, channels)) = entry else { return };
         for channel in channels {
-            match &self.backend {
-                Backend::Memory(m) => m.leave(plugin, &channel, socket),
-                Backend::Redis(r) => r.leave(plugin, &channel, socket).await,
-            }
+            self.store.leave(plugin, &channel, socket).await;
         }
     }
 
     /// Who is in `channel` of `plugin`, on every node, ordered by socket id.
     pub async fn list(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
-        let mut members = match &self.backend {
-            Backend::Memory(m) => m.list(plugin, channel, &self.node),
-            Backend::Redis(r) => r.list(plugin, channel).await?,
-        };
+        let mut members = self.store.list(plugin, channel).await?;
         members.sort_by(|a, b| a.socket.cmp(&b.socket));
         Ok(members)
     }
@@ -126,21 +107,17 @@ impl Presence {
     /// Cluster mode: keep this node's heartbeat alive, and record the local
     /// members again whenever Redis comes back (it may have lost them).
     pub fn spawn_heartbeat(self: &Arc<Self>) {
-        let Backend::Redis(r) = &self.backend else {
+        let Some(every) = self.store.heartbeat_every() else {
             return;
         };
         let weak = Arc::downgrade(self);
-        let every = r.refresh_every();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
-                let Backend::Redis(r) = &this.backend else {
-                    return;
-                };
-                if r.heartbeat().await == Beat::Renewed {
+                if this.store.heartbeat().await == Beat::Renewed {
                     let entries: Vec<_> = this
                         .local
                         .lock()
@@ -150,7 +127,8 @@ impl Presence {
                         .collect();
                     for ((plugin, socket), (subject, channels)) in entries {
                         for channel in channels {
-                            r.join(&plugin, &channel, &socket, subject.as_deref()).await;
+                            let subject = subject.as_deref();
+                            this.store.join(&plugin, &channel, &socket, subject).await;
                         }
                     }
                     tracing::debug!("presence of this node recorded");

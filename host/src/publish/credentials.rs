@@ -1,32 +1,22 @@
 //! Who may publish: a configured API key, or a JWT carrying the configured role.
 
-use axum::http::HeaderMap;
-
 use super::error::PublishError;
-use crate::auth::Verifier;
+use crate::auth::{Secret, Verifier};
 use crate::config::ApiConfig;
 
 /// Check the `Authorization: Bearer` credential.
 pub(super) fn authorize(
     api: &ApiConfig,
     verifier: &Verifier,
-    headers: &HeaderMap,
+    presented: Option<&str>,
 ) -> Result<(), PublishError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(PublishError::Missing)?;
+    let presented = presented.ok_or(PublishError::Missing)?;
     // Compare against every key, without stopping early, in constant time per key.
     let key_ok = api
         .keys
         .iter()
         .filter(|k| !k.is_empty())
-        .fold(false, |ok, k| {
-            ok | constant_time_eq(k.as_bytes(), presented.as_bytes())
-        });
+        .fold(false, |ok, k| ok | Secret::new(k).matches(presented));
     if key_ok {
         return Ok(());
     }
@@ -51,18 +41,12 @@ pub(super) fn authorize(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::mint;
     use crate::config::AuthConfig;
+    use axum::http::HeaderMap;
 
     fn bearer(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -87,15 +71,15 @@ mod tests {
     #[test]
     fn keys_and_role_tokens_are_accepted() {
         let (api, v) = setup();
-        assert!(authorize(&api, &v, &bearer("k1")).is_ok());
+        assert!(authorize(&api, &v, crate::auth::bearer(&bearer("k1"))).is_ok());
         let t = mint("s", "svc", 60, &[("role".into(), "publisher".into())]).unwrap();
-        assert!(authorize(&api, &v, &bearer(&t)).is_ok());
+        assert!(authorize(&api, &v, crate::auth::bearer(&bearer(&t))).is_ok());
     }
 
     #[test]
     fn everything_else_is_refused_precisely() {
         let (api, v) = setup();
-        let err = |h: &HeaderMap| authorize(&api, &v, h).unwrap_err();
+        let err = |h: &HeaderMap| authorize(&api, &v, crate::auth::bearer(h)).unwrap_err();
         assert!(matches!(err(&HeaderMap::new()), PublishError::Missing));
         assert!(matches!(err(&bearer("")), PublishError::Missing));
         assert!(matches!(err(&bearer("k2")), PublishError::BadKey));
@@ -111,7 +95,7 @@ mod tests {
         };
         let t = mint("s", "svc", 60, &[("role".into(), "publisher".into())]).unwrap();
         assert!(matches!(
-            authorize(&no_role, &v, &bearer(&t)),
+            authorize(&no_role, &v, crate::auth::bearer(&bearer(&t))),
             Err(PublishError::BadKey)
         ));
     }

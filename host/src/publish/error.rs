@@ -21,9 +21,6 @@ pub enum PublishError {
     /// A valid token without the publishing role.
     #[error("the token lacks the role {0:?}")]
     Forbidden(String),
-    /// The body is not `{plugin, channel, event, data}`.
-    #[error("malformed body: {0}")]
-    Body(String),
     /// Channel or event name not acceptable.
     #[error(transparent)]
     Name(ChannelError),
@@ -46,9 +43,7 @@ impl From<PublishError> for ApiError {
             PublishError::BadKey => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
             PublishError::Token(a) => (StatusCode::UNAUTHORIZED, a.code()),
             PublishError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            PublishError::Body(_) | PublishError::Name(_) => {
-                (StatusCode::BAD_REQUEST, "bad_request")
-            }
+            PublishError::Name(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             PublishError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
             PublishError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             PublishError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

@@ -2,21 +2,21 @@
 //! the plugin's Socket.IO room `channel` and its SSE channel `channel`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::credentials;
 use super::error::PublishError;
+use crate::auth::Bearer;
 use crate::channels::ChannelError;
 use crate::gateway;
-use crate::server::AppState;
+use crate::http_error::{ApiError, JsonBody};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Publication {
+pub(super) struct Publication {
     plugin: String,
     channel: String,
     event: String,
@@ -26,12 +26,13 @@ struct Publication {
 
 pub(super) async fn publish(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, PublishError> {
-    credentials::authorize(&state.config.api, &state.verifier, &headers)?;
-    let p: Publication =
-        serde_json::from_slice(&body).map_err(|e| PublishError::Body(e.to_string()))?;
+    Bearer(credential): Bearer,
+    body: Result<JsonBody<Publication>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let api = &state.config.api;
+    credentials::authorize(api, &state.verifier, credential.as_deref())?;
+    // The credential is checked before the body is judged.
+    let JsonBody(p) = body?;
     let slot = state
         .registry
         .get(&p.plugin)

@@ -40,6 +40,9 @@ pub enum SseError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Closed,
+    /// Too many streams are open from this address or for this subject.
+    #[error("too many streams are open {0}: close one first")]
+    TooManyStreams(&'static str),
 }
 
 impl From<SseError> for ApiError {
@@ -57,6 +60,9 @@ impl From<SseError> for ApiError {
             SseError::Refused { rejection, .. } => (StatusCode::FORBIDDEN, rejection.code.clone()),
             SseError::Plugin(r) => (StatusCode::BAD_GATEWAY, r.code.clone()),
             SseError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down".to_owned()),
+            SseError::TooManyStreams(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_streams".to_owned())
+            }
         };
         ApiError::new(status, code, message)
     }

@@ -12,9 +12,9 @@ use super::error::SseError;
 use super::request::{self, SseRequest};
 use super::stream::{self, StreamSettings};
 use crate::auth::{AuthError, AuthMode};
-use crate::channels::ChannelError;
+use crate::channels::{ChannelError, StreamRefused};
 use crate::plugins::{Connection, Transport};
-use crate::server::AppState;
+use crate::state::AppState;
 
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
@@ -49,16 +49,38 @@ pub(super) async fn subscribe(
         (_, Some(token)) => state.verifier.verify(&token).map(Some),
     }
     .inspect_err(|e| state.metrics.auth_failure("sse", e.code()))?;
-    let expires_at = verified.as_ref().and_then(|v| v.expires_at);
+    // The same leeway as the Socket.IO expiry disconnect: a token inside it
+    // gets a stream, not a 200 followed by an immediate close.
+    let leeway = state.verifier.leeway_secs();
+    let expires_at = verified
+        .as_ref()
+        .and_then(|v| v.expires_at)
+        .map(|exp| exp.saturating_add(leeway));
     let principal = verified.map(|v| v.principal);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let permit = state
+        .channels
+        .stream_caps()
+        .admit(
+            peer.map(|p| p.ip()),
+            principal.as_ref().and_then(|p| p.subject.as_deref()),
+        )
+        .map_err(|why| {
+            let (limit, whose) = match why {
+                StreamRefused::PerIp => ("sse_streams_per_ip", "from your address"),
+                StreamRefused::PerSubject => ("sse_streams_per_subject", "for your subject"),
+            };
+            state.metrics.limit(limit).inc();
+            SseError::TooManyStreams(whose)
+        })?;
     let conn = Connection {
         id: format!("sse-{}", NEXT_STREAM.fetch_add(1, Ordering::Relaxed)),
         namespace: slot.mount.clone(),
         transport: Transport::Sse,
-        remote_addr: req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string()),
+        remote_addr: peer.map(|p| p.to_string()),
         principal,
         query,
         auth_json: "{}".into(),
@@ -90,11 +112,12 @@ pub(super) async fn subscribe(
     tracing::debug!(plugin = %slot.name, stream = %conn.id, ?channels, "SSE stream opened");
     Ok(stream::respond(
         sub,
-        &StreamSettings {
+        StreamSettings {
             retry: Duration::from_millis(limits.retry_ms),
             keep_alive: Duration::from_millis(limits.keep_alive_ms.max(1)),
             expires_at,
             unmounted: slot.unmounted(),
+            permit,
         },
     ))
 }

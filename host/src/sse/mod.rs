@@ -21,7 +21,7 @@ use tower_http::cors::{Any, CorsLayer};
 pub use error::SseError;
 pub use stream::RESYNC_EVENT;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The SSE routes. Any origin may open a stream: credentials travel in the
 /// `access_token` parameter or the `Authorization` header, never in cookies.

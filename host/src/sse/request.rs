@@ -36,11 +36,8 @@ pub(super) fn parse(headers: &HeaderMap, query: Option<&str>) -> Result<SseReque
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.trim().to_owned())
     };
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
+    let token = crate::auth::bearer(headers)
+        .map(str::to_owned)
         .or_else(|| query_value("access_token"))
         .filter(|t| !t.is_empty());
     let last = headers

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, stream};
 use serde_json::json;
 
-use crate::channels::{Entry, Subscription};
+use crate::channels::{Entry, StreamPermit, Subscription};
 
 /// Event sent when a channel cannot be resumed: the client should reload the
 /// channel's state. Its `data` is `{"channels": [...]}`.
@@ -25,19 +25,24 @@ pub(super) struct StreamSettings {
     pub expires_at: Option<u64>,
     /// Flips to `true` when the plugin is removed: its streams end cleanly.
     pub unmounted: tokio::sync::watch::Receiver<bool>,
+    /// This stream's slots under the per-address and per-subject caps.
+    pub permit: StreamPermit,
 }
 
-pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Response {
-    let mut first = vec![Event::default().retry(settings.retry)];
-    first.extend(std::mem::take(&mut sub.backlog).iter().map(|e| event(e)));
-    if let Some(resync) = sub.resync.take() {
-        first.push(
-            Event::default()
-                .id(resync.id.to_string())
-                .event(RESYNC_EVENT)
-                .data(json!({ "channels": resync.channels }).to_string()),
-        );
-    }
+pub(super) fn respond(mut sub: Subscription, settings: StreamSettings) -> Response {
+    // The backlog is encoded as the body is read, not up front: a reader that
+    // resumes many channels and never reads pins only the entries (shared
+    // with history), not an encoded copy of them all.
+    let backlog = std::mem::take(&mut sub.backlog);
+    let resync = sub.resync.take().map(|resync| {
+        Event::default()
+            .id(resync.id.to_string())
+            .event(RESYNC_EVENT)
+            .data(json!({ "channels": resync.channels }).to_string())
+    });
+    let first = stream::iter([Event::default().retry(settings.retry)])
+        .chain(stream::iter(backlog).filter_map(|e| std::future::ready(event(&e))))
+        .chain(stream::iter(resync));
     let mut closing = sub.closing.clone();
     let mut unmounted = settings.unmounted.clone();
     let expiry = settings.expires_at.map(|exp| {
@@ -59,19 +64,21 @@ pub(super) fn respond(mut sub: Subscription, settings: &StreamSettings) -> Respo
             () = expired => {}
         }
     };
-    // The subscription lives inside the stream: dropping the body unsubscribes.
-    // The queue closes only when the reader was cut off for being too slow:
-    // it is told so (the same reason a Socket.IO client gets), then the
-    // stream ends and the client resumes with its Last-Event-ID.
-    let live = stream::unfold(Some(sub), |sub| async move {
-        let mut sub = sub?;
+    // The subscription (and the permit) live inside the stream: dropping the
+    // body unsubscribes and frees the slots. The queue closes only when the
+    // reader was cut off for being too slow: it is told so (the same reason
+    // a Socket.IO client gets), then the stream ends and the client resumes
+    // with its Last-Event-ID.
+    let live = stream::unfold(Some((sub, settings.permit)), |held| async move {
+        let (mut sub, permit) = held?;
         match sub.live.recv().await {
-            Some(entry) => Some((event(&entry), Some(sub))),
-            None => Some((slow_consumer(), None)),
+            Some(entry) => Some((event(&entry), Some((sub, permit)))),
+            None => Some((Some(slow_consumer()), None)),
         }
-    });
+    })
+    .filter_map(std::future::ready);
     let events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> =
-        Box::pin(stream::iter(first).chain(live).take_until(shutdown));
+        Box::pin(first.chain(live).take_until(shutdown));
     let body = Sse::new(events.map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::new().interval(settings.keep_alive));
     // Ask buffering proxies (nginx) to pass events through at once.
@@ -85,10 +92,19 @@ fn slow_consumer() -> Event {
         .data(json!({ "reason": crate::gateway::SLOW_CONSUMER }).to_string())
 }
 
-/// Names were checked when published (no newlines), and `data` is compact JSON.
-fn event(e: &Entry) -> Event {
-    Event::default()
-        .id(e.id.to_string())
-        .event(&e.event)
-        .data(&e.data)
+/// The entry as an SSE event, or `None` when it cannot be one. Names are
+/// checked when published here, but entries also come from Redis: a name with
+/// a line break would make axum panic and kill the stream (on HTTP/2, every
+/// stream of the connection), so such an entry is skipped and logged.
+fn event(e: &Entry) -> Option<Event> {
+    if e.event.contains(['\n', '\r']) {
+        tracing::warn!(id = %e.id, channel = %e.channel, "skipping an event whose name has a line break");
+        return None;
+    }
+    Some(
+        Event::default()
+            .id(e.id.to_string())
+            .event(&e.event)
+            .data(&e.data),
+    )
 }

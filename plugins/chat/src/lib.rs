@@ -16,11 +16,13 @@
 //! any room when signed in. Config `version` overrides the version reported in the manifest
 //! and acks (to deploy "the same plugin as a new version" in tests).
 //!
-//! State lives in the key-value store, per connection: `nick:{conn}`, `member:{conn}:{room}`
-//! and `rooms:{conn}` (the list of joined rooms, so a disconnect can clean up).
+//! Each event is a typed handler: the payload and ack types below give the manifest's JSON
+//! Schemas (and so AsyncAPI). A connection's nickname and rooms are its connection state
+//! (`state`), which the host drops when it disconnects: no cleanup code.
 
 use portico_sdk::prelude::*;
-use serde::Deserialize;
+use portico_sdk::presence::Member;
+use serde::{Deserialize, Serialize};
 
 /// The chat plugin.
 pub struct Chat;
@@ -30,18 +32,50 @@ pub const DEFAULT_MAX_TEXT: usize = 2000;
 const MAX_ROOM: usize = 128;
 const MAX_NICK: usize = 64;
 
-#[derive(Deserialize)]
+/// `join`, `leave`, `who`.
+#[derive(Deserialize, JsonSchema)]
 struct RoomArgs {
+    #[schemars(length(min = 1, max = 128))]
     room: String,
 }
 
-#[derive(Deserialize)]
+/// `nick`.
+#[derive(Deserialize, JsonSchema)]
 struct NickArgs {
+    #[schemars(length(min = 1, max = 64))]
     name: String,
 }
 
-#[derive(Deserialize)]
+/// `message`.
+#[derive(Deserialize, JsonSchema)]
 struct MessageArgs {
+    #[schemars(length(min = 1, max = 128))]
+    room: String,
+    /// At most config `max_text` characters (default 2000).
+    #[schemars(length(min = 1, max = 2000))]
+    text: String,
+}
+
+/// The ack of `join`, `leave`, `nick` and `message`.
+#[derive(Serialize, JsonSchema)]
+struct Done {
+    ok: bool,
+    /// The plugin version that answered.
+    v: String,
+}
+
+/// The ack of `who`.
+#[derive(Serialize, JsonSchema)]
+struct Members {
+    ok: bool,
+    v: String,
+    members: Vec<Member>,
+}
+
+/// What the other members of the room receive.
+#[derive(Serialize, JsonSchema)]
+struct Message {
+    from: String,
     room: String,
     text: String,
 }
@@ -50,8 +84,11 @@ fn version() -> String {
     config::get_or("version", env!("CARGO_PKG_VERSION"))
 }
 
-fn ok() -> Action {
-    Action::ack(&json!({ "ok": true, "v": version() }))
+fn done() -> Done {
+    Done {
+        ok: true,
+        v: version(),
+    }
 }
 
 fn check_len(what: &str, value: &str, max: usize) -> Result<(), Rejection> {
@@ -67,39 +104,9 @@ fn check_len(what: &str, value: &str, max: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn nick_key(conn: &Connection) -> String {
-    format!("nick:{}", conn.id())
-}
-
-fn member_key(conn: &Connection, room: &str) -> String {
-    format!("member:{}:{room}", conn.id())
-}
-
-fn rooms_key(conn: &Connection) -> String {
-    format!("rooms:{}", conn.id())
-}
-
+/// The rooms this connection joined (its connection state).
 fn rooms(conn: &Connection) -> Result<Vec<String>, Rejection> {
-    Ok(kv::get_json(&rooms_key(conn))?.unwrap_or_default())
-}
-
-fn join(conn: &Connection, room: &str) -> Result<(), Rejection> {
-    if kv::get(&member_key(conn, room))?.is_none() {
-        kv::set(&member_key(conn, room), "1")?;
-        let mut joined = rooms(conn)?;
-        joined.push(room.to_owned());
-        kv::set_json(&rooms_key(conn), &joined)?;
-    }
-    Ok(())
-}
-
-fn leave(conn: &Connection, room: &str) -> Result<(), Rejection> {
-    if kv::delete(&member_key(conn, room))? {
-        let mut joined = rooms(conn)?;
-        joined.retain(|r| r != room);
-        kv::set_json(&rooms_key(conn), &joined)?;
-    }
-    Ok(())
+    Ok(state::get_json(conn, "rooms")?.unwrap_or_default())
 }
 
 fn signed_in(conn: &Connection) -> Result<&str, Rejection> {
@@ -107,124 +114,89 @@ fn signed_in(conn: &Connection) -> Result<&str, Rejection> {
         .ok_or_else(|| Rejection::new("unauthorized", "chat needs a signed-in user"))
 }
 
-fn room_schema() -> serde_json::Value {
-    json!({
-        "type": "object",
-        "properties": { "room": { "type": "string", "minLength": 1, "maxLength": MAX_ROOM } },
-        "required": ["room"]
-    })
+fn room(conn: &Connection, RoomArgs { room }: RoomArgs) -> Result<String, Rejection> {
+    signed_in(conn)?;
+    check_len("room", &room, MAX_ROOM)?;
+    Ok(room)
+}
+
+fn join(conn: &Connection, args: RoomArgs) -> Result<Reply<Done>, Rejection> {
+    let room = room(conn, args)?;
+    let mut joined = rooms(conn)?;
+    if !joined.contains(&room) {
+        joined.push(room.clone());
+        state::set_json(conn, "rooms", &joined)?;
+    }
+    Ok(Reply::ack(done()).with(Action::join(room)))
+}
+
+fn leave(conn: &Connection, args: RoomArgs) -> Result<Reply<Done>, Rejection> {
+    let room = room(conn, args)?;
+    let mut joined = rooms(conn)?;
+    if joined.contains(&room) {
+        joined.retain(|r| *r != room);
+        state::set_json(conn, "rooms", &joined)?;
+    }
+    Ok(Reply::ack(done()).with(Action::leave(room)))
+}
+
+fn nick(conn: &Connection, NickArgs { name }: NickArgs) -> Result<Reply<Done>, Rejection> {
+    signed_in(conn)?;
+    check_len("name", &name, MAX_NICK)?;
+    state::set(conn, "nick", &name)?;
+    Ok(Reply::ack(done()))
+}
+
+fn message(conn: &Connection, args: MessageArgs) -> Result<Reply<Done>, Rejection> {
+    let subject = signed_in(conn)?;
+    let MessageArgs { room, text } = args;
+    check_len("room", &room, MAX_ROOM)?;
+    let max_text = config::get_parsed_or("max_text", DEFAULT_MAX_TEXT)?;
+    check_len("text", &text, max_text)?;
+    if !rooms(conn)?.contains(&room) {
+        return Err(Rejection::new(
+            "not_member",
+            format!("join room `{room}` before sending to it"),
+        ));
+    }
+    let from = state::get_string(conn, "nick")?.unwrap_or_else(|| subject.to_owned());
+    let message = Message {
+        from,
+        room: room.clone(),
+        text,
+    };
+    Ok(Reply::ack(done()).with(Action::publish(&room, "message", &message)))
+}
+
+fn who(conn: &Connection, args: RoomArgs) -> Result<Reply<Members>, Rejection> {
+    let room = room(conn, args)?;
+    let members = presence::list(&room)?;
+    Ok(Reply::ack(Members {
+        ok: true,
+        v: version(),
+        members,
+    }))
 }
 
 impl Plugin for Chat {
     fn manifest() -> Manifest {
         Manifest::new("chat", version())
             .description("Rooms, nicknames and messages for signed-in users")
-            .event(EventSpec::incoming("join", "Join a room").schema(room_schema()))
-            .event(EventSpec::incoming("leave", "Leave a room").schema(room_schema()))
-            .event(
-                EventSpec::incoming("nick", "Set this connection's nickname").schema(json!({
-                    "type": "object",
-                    "properties": { "name": { "type": "string", "minLength": 1, "maxLength": MAX_NICK } },
-                    "required": ["name"]
-                })),
-            )
-            .event(
-                EventSpec::incoming("message", "Send a message to a joined room").schema(json!({
-                    "type": "object",
-                    "properties": {
-                        "room": { "type": "string", "minLength": 1, "maxLength": MAX_ROOM },
-                        "text": { "type": "string", "minLength": 1, "maxLength": DEFAULT_MAX_TEXT }
-                    },
-                    "required": ["room", "text"]
-                })),
-            )
-            .event(
-                EventSpec::incoming("who", "List the members of a room, on every node")
-                    .schema(room_schema()),
-            )
-            .event(
-                EventSpec::outgoing("message", "A message from another member of the room")
-                    .schema(json!({
-                        "type": "object",
-                        "properties": {
-                            "from": { "type": "string" },
-                            "room": { "type": "string" },
-                            "text": { "type": "string" }
-                        },
-                        "required": ["from", "room", "text"]
-                    })),
-            )
+    }
+
+    fn router() -> Router {
+        Router::new()
+            .on("join", "Join a room", join)
+            .on("leave", "Leave a room", leave)
+            .on("nick", "Set this connection's nickname", nick)
+            .on("message", "Send a message to a joined room", message)
+            .on("who", "List the members of a room, on every node", who)
+            .emits::<Message>("message", "A message from another member of the room")
     }
 
     fn on_connect(conn: &Connection) -> Result<Actions, Rejection> {
         signed_in(conn)?;
         Ok(vec![])
-    }
-
-    fn on_event(conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
-        let subject = signed_in(conn)?;
-        match event.name() {
-            "join" => {
-                let RoomArgs { room } = event.arg()?;
-                check_len("room", &room, MAX_ROOM)?;
-                join(conn, &room)?;
-                Ok(vec![Action::join(room), ok()])
-            }
-            "leave" => {
-                let RoomArgs { room } = event.arg()?;
-                check_len("room", &room, MAX_ROOM)?;
-                leave(conn, &room)?;
-                Ok(vec![Action::leave(room), ok()])
-            }
-            "nick" => {
-                let NickArgs { name } = event.arg()?;
-                check_len("name", &name, MAX_NICK)?;
-                kv::set(&nick_key(conn), &name)?;
-                Ok(vec![ok()])
-            }
-            "message" => {
-                let MessageArgs { room, text } = event.arg()?;
-                check_len("room", &room, MAX_ROOM)?;
-                let max_text = config::get_parsed_or("max_text", DEFAULT_MAX_TEXT)?;
-                check_len("text", &text, max_text)?;
-                if kv::get(&member_key(conn, &room))?.is_none() {
-                    return Err(Rejection::new(
-                        "not_member",
-                        format!("join room `{room}` before sending to it"),
-                    ));
-                }
-                let from = kv::get_string(&nick_key(conn))?.unwrap_or_else(|| subject.to_owned());
-                let message = json!({ "from": from, "room": room, "text": text });
-                Ok(vec![Action::publish(&room, "message", &message), ok()])
-            }
-            "who" => {
-                let RoomArgs { room } = event.arg()?;
-                check_len("room", &room, MAX_ROOM)?;
-                let members = presence::list(&room)?;
-                Ok(vec![Action::ack(
-                    &json!({ "ok": true, "v": version(), "members": members }),
-                )])
-            }
-            other => Err(Rejection::new(
-                "unknown_event",
-                format!("chat has no event `{other}`"),
-            )),
-        }
-    }
-
-    fn on_disconnect(conn: &Connection, _reason: &str) -> Actions {
-        let cleanup = || -> Result<(), Rejection> {
-            for room in rooms(conn)? {
-                kv::delete(&member_key(conn, &room))?;
-            }
-            kv::delete(&rooms_key(conn))?;
-            kv::delete(&nick_key(conn))?;
-            Ok(())
-        };
-        if let Err(e) = cleanup() {
-            log::warn(&format!("chat: cleanup of {} failed: {e}", conn.id()));
-        }
-        vec![]
     }
 
     fn on_subscribe(conn: &Connection, _channel: &str) -> Result<(), Rejection> {
@@ -293,7 +265,12 @@ mod tests {
             host.ack(&alice, "message", json!({ "room": "a", "text": "hi" }))["code"],
             json!("not_member")
         );
-        assert!(host.kv_keys().iter().all(|k| !k.starts_with("member:")));
+        assert_eq!(host.state_keys(&alice), ["rooms"]);
+        assert!(
+            host.kv_keys().is_empty(),
+            "chat keeps no KV: {:?}",
+            host.kv_keys()
+        );
     }
 
     #[test]
@@ -365,8 +342,10 @@ mod tests {
                 &json!({ "from": "Al", "room": "b", "text": "yo" })
             )
         );
-        assert_eq!(host.kv_keys().len(), 4, "{:?}", host.kv_keys());
+        assert_eq!(host.state_keys(&alice), ["nick", "rooms"]);
         assert_eq!(host.disconnect(&alice, "transport close"), vec![]);
+        // The host dropped the connection's state; chat had nothing to clean up.
+        assert!(host.state_keys(&alice).is_empty());
         assert!(host.kv_keys().is_empty(), "{:?}", host.kv_keys());
     }
 
@@ -455,6 +434,35 @@ mod tests {
             json!("9.9.9")
         );
         assert_eq!(host.manifest().version(), "9.9.9");
+    }
+
+    #[test]
+    fn schemas_come_from_the_types() {
+        let m = TestHost::<Chat>::new().manifest();
+        let schema = |name: &str, outgoing: bool| {
+            m.events()
+                .iter()
+                .find(|e| e.name() == name && e.is_outgoing() == outgoing)
+                .and_then(|e| e.schema_value().cloned())
+                .unwrap_or_else(|| panic!("no schema for {name}"))
+        };
+        let message = schema("message", false);
+        assert_eq!(message["type"], "object");
+        assert_eq!(message["required"], json!(["room", "text"]));
+        assert_eq!(message["properties"]["room"]["maxLength"], MAX_ROOM);
+        assert_eq!(message["properties"]["text"]["maxLength"], DEFAULT_MAX_TEXT);
+        assert_eq!(message["x-portico-ack"]["required"], json!(["ok", "v"]));
+        let who = schema("who", false);
+        let member = &who["x-portico-ack"]["properties"]["members"]["items"];
+        assert_eq!(member["required"], json!(["socket", "node"]));
+        assert_eq!(
+            schema("message", true)["required"],
+            json!(["from", "room", "text"])
+        );
+        assert_eq!(
+            schema("nick", false)["properties"]["name"]["maxLength"],
+            MAX_NICK
+        );
     }
 
     #[test]

@@ -14,10 +14,11 @@
 //!   (sender included), where `n` counts the channel's posts; needs a token whose `role` claim is
 //!   config `editor_role` (default `editor`). Acks `{"ok": true, "n": n}`.
 //!
-//! Backends publish to the same channels with the host's publish API.
+//! Backends publish to the same channels with the host's publish API. Each event is a typed
+//! handler: its payload and ack types give the JSON Schemas in the manifest (and AsyncAPI).
 
 use portico_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The feed plugin.
 pub struct Feed;
@@ -27,18 +28,50 @@ pub const DEFAULT_EDITOR_ROLE: &str = "editor";
 const MAX_TITLE: usize = 200;
 const MAX_BODY: usize = 4000;
 
-#[derive(Deserialize)]
+/// `follow`, `unfollow`.
+#[derive(Deserialize, JsonSchema)]
 struct ChannelArgs {
+    /// `news`, `ticker:<symbol>` or `user:<subject>`.
     channel: String,
 }
 
-#[derive(Deserialize)]
+/// `post`.
+#[derive(Deserialize, JsonSchema)]
 struct PostArgs {
     channel: String,
+    #[schemars(length(min = 1, max = 200))]
     title: String,
     #[serde(default)]
+    #[schemars(length(max = 4000))]
     body: String,
 }
+
+/// The ack of `follow` and `unfollow`.
+#[derive(Serialize, JsonSchema)]
+struct Done {
+    ok: bool,
+}
+
+/// The ack of `post`.
+#[derive(Serialize, JsonSchema)]
+struct Posted {
+    ok: bool,
+    /// The post's number on its channel.
+    n: i64,
+}
+
+/// What the channel's readers receive.
+#[derive(Serialize, JsonSchema)]
+struct Post {
+    n: i64,
+    title: String,
+    body: String,
+    by: String,
+    /// Unix time in milliseconds.
+    at: u64,
+}
+
+const DONE: Done = Done { ok: true };
 
 /// The kinds of channel this feed has.
 enum Kind<'a> {
@@ -119,92 +152,55 @@ fn check_len(what: &str, value: &str, min: usize, max: usize) -> Result<(), Reje
     Ok(())
 }
 
+fn post(conn: &Connection, args: PostArgs) -> Result<Reply<Posted>, Rejection> {
+    let by = may_post(conn)?.to_owned();
+    let PostArgs {
+        channel,
+        title,
+        body,
+    } = args;
+    // Editors post to channels readers can name; the owner check is for readers.
+    if channel != "news" && !channel.starts_with("ticker:") && !channel.starts_with("user:") {
+        may_read(conn, &channel)?;
+    }
+    check_len("title", &title, 1, MAX_TITLE)?;
+    check_len("body", &body, 0, MAX_BODY)?;
+    let n = kv::incr(&format!("posts:{channel}"), 1)?;
+    let at = time::now_ms();
+    let post = Post {
+        n,
+        title,
+        body,
+        by,
+        at,
+    };
+    Ok(Reply::ack(Posted { ok: true, n })
+        .with(Action::publish(&channel, "post", &post).include_sender()))
+}
+
 impl Plugin for Feed {
     fn manifest() -> Manifest {
-        let channel = json!({
-            "type": "object",
-            "properties": { "channel": { "type": "string" } },
-            "required": ["channel"]
-        });
         Manifest::new("feed", env!("CARGO_PKG_VERSION"))
             .description("News, tickers and personal notifications")
-            .event(
-                EventSpec::incoming("follow", "Receive a channel over Socket.IO")
-                    .schema(channel.clone()),
-            )
-            .event(EventSpec::incoming("unfollow", "Stop receiving a channel").schema(channel))
-            .event(
-                EventSpec::incoming("post", "Publish a post (editors only)").schema(json!({
-                    "type": "object",
-                    "properties": {
-                        "channel": { "type": "string" },
-                        "title": { "type": "string", "minLength": 1, "maxLength": MAX_TITLE },
-                        "body": { "type": "string", "maxLength": MAX_BODY }
-                    },
-                    "required": ["channel", "title"]
-                })),
-            )
-            .event(
-                EventSpec::outgoing("post", "A post on a channel").schema(json!({
-                    "type": "object",
-                    "properties": {
-                        "n": { "type": "integer" },
-                        "title": { "type": "string" },
-                        "body": { "type": "string" },
-                        "by": { "type": "string" },
-                        "at": { "type": "integer" }
-                    },
-                    "required": ["n", "title", "body", "by", "at"]
-                })),
-            )
     }
 
-    fn on_event(conn: &Connection, event: &Event) -> Result<Actions, Rejection> {
-        match event.name() {
-            "follow" => {
-                let ChannelArgs { channel } = event.arg()?;
-                may_read(conn, &channel)?;
-                Ok(vec![
-                    Action::join(channel),
-                    Action::ack(&json!({ "ok": true })),
-                ])
-            }
-            "unfollow" => {
-                let ChannelArgs { channel } = event.arg()?;
-                Ok(vec![
-                    Action::leave(channel),
-                    Action::ack(&json!({ "ok": true })),
-                ])
-            }
-            "post" => {
-                let by = may_post(conn)?.to_owned();
-                let PostArgs {
-                    channel,
-                    title,
-                    body,
-                } = event.arg()?;
-                // Editors post to channels readers can name; the owner check is for readers.
-                if channel != "news"
-                    && !channel.starts_with("ticker:")
-                    && !channel.starts_with("user:")
-                {
-                    may_read(conn, &channel)?;
-                }
-                check_len("title", &title, 1, MAX_TITLE)?;
-                check_len("body", &body, 0, MAX_BODY)?;
-                let n = kv::incr(&format!("posts:{channel}"), 1)?;
-                let post =
-                    json!({ "n": n, "title": title, "body": body, "by": by, "at": time::now_ms() });
-                Ok(vec![
-                    Action::publish(&channel, "post", &post).include_sender(),
-                    Action::ack(&json!({ "ok": true, "n": n })),
-                ])
-            }
-            other => Err(Rejection::new(
-                "unknown_event",
-                format!("feed has no event `{other}`"),
-            )),
-        }
+    fn router() -> Router {
+        Router::new()
+            .on(
+                "follow",
+                "Receive a channel over Socket.IO",
+                |conn, a: ChannelArgs| {
+                    may_read(conn, &a.channel)?;
+                    Ok(Reply::ack(DONE).with(Action::join(a.channel)))
+                },
+            )
+            .on(
+                "unfollow",
+                "Stop receiving a channel",
+                |_conn, a: ChannelArgs| Ok(Reply::ack(DONE).with(Action::leave(a.channel))),
+            )
+            .on("post", "Publish a post (editors only)", post)
+            .emits::<Post>("post", "A post on a channel")
     }
 
     fn on_subscribe(conn: &Connection, channel: &str) -> Result<(), Rejection> {

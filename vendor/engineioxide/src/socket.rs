@@ -66,15 +66,47 @@ use std::{
 
 use crate::{config::EngineIoConfig, errors::Error};
 use bytes::Bytes;
-use engineioxide_core::{Packet, ProtocolVersion, Str, TransportType};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 
-/// Packets queued for the client as one unit (a message and its binary attachments).
+/// What a socket's outgoing queue holds: one message, one binary packet, or (boxed) any
+/// other packet or a message with its adjacent binary attachments, sent as one unit.
 ///
-/// One packet inline, not engine.io-core's two ([`engineioxide_core::PacketBuf`]): tokio's
-/// channel allocates its slots 32 at a time when the socket is created, so every socket,
-/// idle or not, pays 32 times this size (~5.4 KiB with two inline packets, ~2.6 KiB with
-/// one). Only a message with binary attachments spills to the heap.
-pub(crate) type PacketBuf = SmallVec<[Packet; 1]>;
+/// Not engine.io-core's [`PacketBuf`] (`SmallVec<[Packet; 2]>`, ~160 bytes): tokio's channel
+/// allocates its slots 32 at a time when the socket is created, so every socket, idle or
+/// not, pays 32 times this size: ~5.4 KiB with `PacketBuf`, ~1.3 KiB with this 40-byte
+/// enum. Only pings, control packets and messages with attachments are boxed.
+#[derive(Debug, Clone)]
+pub(crate) enum Queued {
+    Message(Str),
+    Binary(Bytes),
+    Packets(Box<PacketBuf>),
+}
+
+impl Queued {
+    pub(crate) fn packet(packet: Packet) -> Self {
+        match packet {
+            Packet::Message(msg) => Queued::Message(msg),
+            Packet::Binary(bin) => Queued::Binary(bin),
+            other => Queued::Packets(Box::new(smallvec![other])),
+        }
+    }
+
+    fn packets(mut packets: PacketBuf) -> Self {
+        match packets.len() {
+            1 => Self::packet(packets.pop().unwrap()),
+            _ => Queued::Packets(Box::new(packets)),
+        }
+    }
+
+    /// The packets, in order.
+    pub(crate) fn into_packets(self) -> PacketBuf {
+        match self {
+            Queued::Message(msg) => smallvec![Packet::Message(msg)],
+            Queued::Binary(bin) => smallvec![Packet::Binary(bin)],
+            Queued::Packets(packets) => *packets,
+        }
+    }
+}
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
@@ -123,18 +155,18 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: mpsc::Permit<'a, Queued>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.inner.send(Queued::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.inner.send(Queued::Binary(data));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -146,7 +178,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Queued::packets(packets));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -158,21 +190,21 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Queued::packets(packets));
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
-    pub peeked_packet: Option<engineioxide_core::PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
+    pub buffered_rx: Receiver<Queued>,
+    pub peeked_packet: Option<PacketBuf>,
+    pub volatile_rx: watch::Receiver<Option<Queued>>,
 }
 
 impl InternalRx {
     fn new(
-        buffered_rx: Receiver<PacketBuf>,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
+        buffered_rx: Receiver<Queued>,
+        volatile_rx: watch::Receiver<Option<Queued>>,
     ) -> Self {
         Self {
             buffered_rx,
@@ -222,19 +254,18 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
+    pub(crate) internal_tx: mpsc::Sender<Queued>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
+    volatile_tx: watch::Sender<Option<Queued>>,
 
-    /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
-    /// which is running in a separate task
-    heartbeat_rx: Mutex<Receiver<()>>,
-    /// Channel to send Ping [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) from the connexion to the heartbeat job
-    /// which is running in a separate task
-    pub(crate) heartbeat_tx: mpsc::Sender<()>,
+    /// Signalled by the connection when a Pong (v4) or Ping (v3) packet arrives; the
+    /// heartbeat job waits on it. A `Notify` keeps at most one pending signal, like the
+    /// one-slot channel it replaces, without that channel's two allocations (~0.6 KiB
+    /// per socket).
+    pub(crate) heartbeat: tokio::sync::Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -264,7 +295,6 @@ where
         supports_binary: bool,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
@@ -278,8 +308,7 @@ where
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: tokio::sync::Notify::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -297,10 +326,10 @@ where
         tracing::debug!(?packet, "sending packet");
 
         self.internal_tx
-            .try_send(smallvec![packet])
+            .try_send(Queued::packet(packet))
             .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
-                TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
+                TrySendError::Full(p) => TrySendError::Full(p.into_packets().pop().unwrap()),
+                TrySendError::Closed(p) => TrySendError::Closed(p.into_packets().pop().unwrap()),
             })?;
         Ok(())
     }
@@ -356,18 +385,13 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
-        heartbeat_rx.try_recv().ok();
+        futures_util::FutureExt::now_or_never(self.heartbeat.notified());
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
@@ -379,16 +403,15 @@ where
             tracing::trace!(sid = ?self.id, "emitting ping");
 
             self.internal_tx
-                .try_send(smallvec![Packet::Ping])
+                .try_send(Queued::packet(Packet::Ping))
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            tokio::time::timeout(timeout, self.heartbeat.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
@@ -399,24 +422,18 @@ where
 
     #[cfg(feature = "v3")]
     async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, heartbeat_rx.recv())
+            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
             self.internal_tx
-                .try_send(smallvec![Packet::Pong])
+                .try_send(Queued::packet(Packet::Pong))
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
     }
@@ -519,7 +536,7 @@ where
     /// was dropped (channel full or transport shutting down).
     #[inline]
     pub fn emit_volatile(&self, msg: impl Into<Str>) -> bool {
-        self.send_volatile(smallvec![Packet::Message(msg.into())])
+        self.send_volatile(Queued::Message(msg.into()))
     }
 
     /// Try to send a volatile binary message bypassing the internal buffer channel.
@@ -531,9 +548,9 @@ where
     #[inline]
     pub fn emit_binary_volatile<B: Into<Bytes>>(&self, data: B) -> bool {
         if self.protocol == ProtocolVersion::V3 {
-            self.send_volatile(smallvec![Packet::BinaryV3(data.into())])
+            self.send_volatile(Queued::packet(Packet::BinaryV3(data.into())))
         } else {
-            self.send_volatile(smallvec![Packet::Binary(data.into())])
+            self.send_volatile(Queued::Binary(data.into()))
         }
     }
 
@@ -550,10 +567,10 @@ where
         for bin in data {
             packets.push(Packet::Binary(bin));
         }
-        self.send_volatile(packets)
+        self.send_volatile(Queued::packets(packets))
     }
 
-    pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
+    pub(crate) fn send_volatile(&self, packets: Queued) -> bool {
         self.volatile_tx.send(Some(packets)).is_ok()
     }
 }
@@ -566,8 +583,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat_rx", &self.heartbeat_rx)
-            .field("heartbeat_tx", &self.heartbeat_tx)
+            .field("heartbeat", &self.heartbeat)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -615,7 +631,6 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
@@ -629,8 +644,7 @@ where
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: tokio::sync::Notify::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -646,7 +660,7 @@ where
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
             while let Some(packets) = internal_rx.buffered_rx.recv().await {
-                for packet in packets {
+                for packet in packets.into_packets() {
                     tx.send(packet).await.unwrap();
                 }
             }

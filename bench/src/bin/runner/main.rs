@@ -19,7 +19,8 @@ use serde_json::Value;
 use procs::{SERVER_CORE, Server, cpu_seconds, pinned, rss_kib, run_loadgen, start_server};
 
 /// Shared by the generator and every peer; loopback only.
-const SECRET: &str = "portico-bench-secret";
+// At least 32 bytes: shorter HS256 secrets are refused outside --dev.
+const SECRET: &str = "portico-bench-secret-0123456789abcdef";
 /// Packets queued per socket in both Rust peers (socketioxide drops beyond it; Node has no
 /// such limit). Larger than the default 128 so a bursty reader is not counted as loss.
 const MAX_BUFFER: &str = "1024";
@@ -240,6 +241,11 @@ fn start_on(
                 // Same rules for every peer: no throttling (the peers have none).
                 .env("PORTICO_THROTTLE__EVENTS_PER_SEC", "0")
                 .env("PORTICO_THROTTLE__CONNECTIONS_PER_SEC", "0")
+                // The load generator is one address: no per-address caps either.
+                .env("PORTICO_NET__MAX_CONNECTIONS_PER_IP", "0")
+                .env("PORTICO_NET__ACCEPT_RATE_PER_IP", "0")
+                .env("PORTICO_SOCKETIO__MAX_PENDING_SESSIONS", "0")
+                .env("PORTICO_SOCKETIO__MAX_PENDING_SESSIONS_PER_IP", "0")
                 .env(
                     "PORTICO_SCHEDULER",
                     if peer == Peer::PorticoCurrent {

@@ -1,12 +1,10 @@
 //! Why a session could not be saved or read.
 
-use crate::cluster::ClusterError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    /// The Redis session store did not answer.
+    /// The shared session store did not answer.
     #[error("session store: {0}")]
-    Store(#[from] ClusterError),
+    Store(String),
     /// A stored record is not a session.
     #[error("stored session is malformed: {0}")]
     Corrupt(String),

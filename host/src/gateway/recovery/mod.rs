@@ -29,7 +29,8 @@ mod sink;
 mod store;
 
 pub(super) use sink::Sink;
-pub use store::{MemorySessions, RedisSessions, SavedSession, SessionStore};
+pub use error::RecoveryError;
+pub use store::{MemorySessions, SavedSession, SessionStore};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

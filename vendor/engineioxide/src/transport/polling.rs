@@ -127,7 +127,7 @@ where
         // polling request so it is encoded first, ahead of the newly received packets.
         let rx_stream = stream::iter(peeked_packet.take()).chain(
             rx_stream::EncoderStream::new(buffered_rx, volatile_rx)
-                .map(|packets| packets.into_iter().collect()),
+                .map(crate::socket::Queued::into_packets),
         );
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
@@ -195,7 +195,7 @@ where
             }
             Ok(Packet::Pong | Packet::Ping) => {
                 // A full channel means that the client is already known to be alive.
-                socket.heartbeat_tx.try_send(()).ok();
+                socket.heartbeat.notify_one();
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {

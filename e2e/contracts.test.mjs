@@ -1,0 +1,128 @@
+// Plugins built against portico:plugin@0.1.0 keep working next to 0.2.0 ones; the 0.2.0
+// imports work end to end: connection state (gone after disconnect) and timers (firing,
+// cancelled with their connection, surviving a hot swap, publishing on their own).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PLUGIN_DIR, startPortico, pluginDir, connect, call, next, token } from './fixture.mjs';
+
+const ADMIN = 'e2e-admin-token';
+const FIXTURE = resolve('../host/tests/fixtures/echo-0.1.0.wasm');
+let node;
+const sockets = [];
+const open = async (ns, sub = 'alice') => {
+  const s = await connect(node.url, ns, { auth: { token: token({ sub }) } });
+  sockets.push(s);
+  return s;
+};
+
+before(async () => {
+  const dir = pluginDir(['chat', 'echo', 'probe']);
+  copyFileSync(FIXTURE, join(dir, 'oldecho.wasm'));
+  node = await startPortico({ dir, args: ['--admin-token', ADMIN] });
+});
+after(async () => {
+  sockets.forEach((s) => s.close());
+  await node.stop();
+});
+
+async function until(what, check, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function metric(name, plugin) {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{plugin="${plugin}"}`));
+  return line ? Number(line.split(' ').pop()) : undefined;
+}
+
+test('a 0.1.0 component is served next to 0.2.0 plugins', async () => {
+  const old = await open('/oldecho');
+  const echo = await open('/echo');
+  const chat = await open('/chat');
+  assert.deepEqual(await call(old, 'anything', { a: [1, 2] }), { a: [1, 2] });
+  assert.deepEqual(await call(echo, 'anything', { b: 3 }), { b: 3 });
+  assert.equal((await call(chat, 'join', { room: 'r' })).ok, true);
+  // Emits (no ack) work on the old contract too.
+  const back = next(old, 'ping');
+  old.emit('ping', 'x');
+  assert.deepEqual(await back, ['x']);
+  const plugins = (await (await fetch(`${node.url}/readyz`)).json()).plugins.sort();
+  assert.deepEqual(plugins, ['chat', 'echo', 'oldecho', 'probe']);
+});
+
+test('connection state is per connection and gone once it disconnects', async () => {
+  const a = await open('/probe', 'ann');
+  const b = await open('/probe', 'bob');
+  assert.equal((await call(a, 'remember', { key: 'k', value: 'v1' })).ok, true);
+  assert.equal((await call(a, 'recall', { key: 'k' })).value, 'v1');
+  assert.equal((await call(b, 'recall', { key: 'k' })).value, null);
+  const aId = a.id; // the client forgets its id once closed
+  assert.equal((await call(b, 'recall', { key: 'k', socket: aId })).value, 'v1');
+  a.close();
+  const gone = await until('the server to end the connection', async () => {
+    const ack = await call(b, 'recall', { key: 'k', socket: aId });
+    return ack.ok === false && ack;
+  });
+  assert.equal(gone.code, 'state_error');
+  const huge = await call(b, 'remember', { key: 'k', value: 'x'.repeat(70_000) });
+  assert.equal(huge.code, 'state_error');
+  assert.ok((await metric('portico_plugin_connection_state_refused_total', 'probe')) >= 1);
+});
+
+test('timers fire for their connection, and are cancelled when it disconnects', async () => {
+  const a = await open('/probe', 'ann');
+  const b = await open('/probe', 'bob');
+  const setBefore = (await metric('portico_plugin_timers_set_total', 'probe')) ?? 0;
+  const firedBefore = (await metric('portico_plugin_timers_fired_total', 'probe')) ?? 0;
+  const reminder = next(a, 'reminder');
+  assert.equal((await call(a, 'remind', { delay_ms: 50, text: 'hello' })).ok, true);
+  assert.equal((await reminder)[0].text, 'hello');
+
+  // b's timer is longer than a's: once b's fired, a's would have too, had it not been cancelled.
+  assert.equal((await call(a, 'remind', { delay_ms: 200, text: 'never' })).ok, true);
+  a.close();
+  await until('a timer cancelled', async () => (await metric('portico_plugin_timers_pending', 'probe')) === 0);
+  const later = next(b, 'reminder');
+  assert.equal((await call(b, 'remind', { delay_ms: 400, text: 'later' })).ok, true);
+  assert.equal((await later)[0].text, 'later');
+  assert.equal(await metric('portico_plugin_timers_set_total', 'probe'), setBefore + 3);
+  assert.equal(await metric('portico_plugin_timers_fired_total', 'probe'), firedBefore + 2);
+
+  const cancelled = await call(b, 'remind', { delay_ms: 60_000, text: 'x' });
+  assert.equal((await call(b, 'cancel', { id: cancelled.id })).cancelled, true);
+  assert.equal((await call(b, 'cancel', { id: cancelled.id })).cancelled, false);
+  const tooLong = await call(b, 'remind', { delay_ms: 90_000_000, text: 'x' });
+  assert.equal(tooLong.code, 'timer_error');
+});
+
+test('a timer about no connection publishes to a channel', async () => {
+  const b = await open('/probe', 'bob');
+  assert.equal((await call(b, 'tune', null)).ok, true);
+  const heard = next(b, 'announcement');
+  assert.equal((await call(b, 'announce', { delay_ms: 30, channel: 'tune', text: 'hear ye' })).ok, true);
+  assert.equal((await heard)[0].text, 'hear ye');
+});
+
+test('a timer survives a hot swap and fires into the new version', async () => {
+  const c = await open('/probe', 'cat');
+  const set = await call(c, 'remind', { delay_ms: 1500, text: 'after the swap' });
+  assert.equal(set.ok, true);
+  const fired = next(c, 'reminder', 10000);
+  const res = await fetch(`${node.url}/admin/v1/plugins/probe?config.version=2.0.0`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/wasm' },
+    body: readFileSync(join(PLUGIN_DIR, 'probe.wasm')),
+  });
+  assert.equal(res.status, 200, await res.text());
+  assert.equal((await call(c, 'recall', { key: 'none' })).v, '2.0.0');
+  const [reminder] = await fired;
+  assert.deepEqual(reminder, { text: 'after the swap', v: '2.0.0' });
+});
