@@ -229,8 +229,12 @@ test('a burst overflowing the outbox to Redis gets overloaded acks; every ok-ack
   const [a, b] = await Promise.all([0, 1].map(() => startPortico({ plugins: ['chat'], env, args: ['--config', config] })));
   cleanup.push(() => a.stop(), () => b.stop());
   const r = await receiver(b.url, 'burst', 'rob');
-  const senders = await Promise.all(Array.from({ length: 30 }, (_, i) =>
-    connect(a.url, '/chat', { auth: { token: token({ sub: `s${i}` }) } })));
+  // One after another: more than 16 handshakes at once from one address
+  // would meet the pre-join session cap (socketio.max_pending_sessions_per_ip).
+  const senders = [];
+  for (let i = 0; i < 30; i++) {
+    senders.push(await connect(a.url, '/chat', { auth: { token: token({ sub: `s${i}` }) } }));
+  }
   cleanup.push(() => senders.forEach((s) => s.close()));
   for (const s of senders) assert.equal((await call(s, 'join', { room: 'burst' })).ok, true);
   // Each socket's events run in order, so 30 sockets keep 30 publications in flight.

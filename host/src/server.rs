@@ -334,7 +334,7 @@ fn engine(config: &Config) -> Result<PluginEngine, StartError> {
 fn socketio(
     config: &Config,
     driver: AdapterDriver,
-    recovery: &Recovery,
+    recovery: &Arc<Recovery>,
 ) -> (SocketIoLayer<Adapter>, Io) {
     let adapter = RedisAdapterCtr::new_with_driver(
         driver,

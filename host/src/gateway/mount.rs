@@ -211,7 +211,8 @@ async fn restore(session: &Arc<Session>, socket: &SocketRef, claimed: Claimed) -
     }
     // The plugin's state of this connection carries over when the session
     // left from this node (it is node-local: elsewhere it starts empty).
-    let connections = session.version().connections();
+    let version = session.version();
+    let connections = version.connections();
     let saved = connections.end(id).unwrap_or_default();
     connections.restore(session.conn.clone(), saved);
     let _ = session.pid.set(claimed.pid);

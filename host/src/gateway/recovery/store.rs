@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::error::{RecoveryError, Result};
+use super::error::Result;
 
 /// What a disconnected socket needs to be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
