@@ -290,3 +290,33 @@ test('a node started after events were published resumes an SSE client with exac
   assert.deepEqual(got, [5, 6, 7, 8, 9, 10, 11]);
   assert.ok(!s.frames.some((f) => f.event === 'resync'), 'no resync: the history came from the stream');
 });
+
+test("a plugin's connection state comes back with a recovered session, on the same node and on another", async () => {
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const env = { PORTICO_REDIS_URL: redis.url };
+  const [a, b] = await Promise.all([0, 1].map(() => startPortico({ plugins: ['probe'], env })));
+  cleanup.push(() => a.stop(), () => b.stop());
+  const cutter = await proxy(a.url);
+  cleanup.push(() => cutter.close());
+  const socket = io(`${cutter.url}/probe`, {
+    auth: { token: token({ sub: 'sue' }) }, transports: ['websocket'], forceNew: true,
+    reconnectionDelay: 20, reconnectionDelayMax: 40, randomizationFactor: 0,
+  });
+  cleanup.push(() => socket.close());
+  await new Promise((ok, fail) => { socket.once('connect', ok); socket.once('connect_error', fail); });
+  const id = socket.id;
+  assert.equal((await call(socket, 'remember', { key: 'k', value: 'kept' })).ok, true);
+  const reconnect = () => new Promise((ok) => { socket.once('connect', ok); cutter.cut(); });
+
+  await reconnect(); // back to node A
+  assert.equal(socket.recovered, true);
+  assert.equal(socket.id, id);
+  assert.equal((await call(socket, 'recall', { key: 'k' })).value, 'kept', 'state kept on the same node');
+
+  cutter.target = b.url;
+  await reconnect(); // now to node B
+  assert.equal(socket.recovered, true);
+  assert.equal(socket.id, id);
+  assert.equal((await call(socket, 'recall', { key: 'k' })).value, 'kept', 'state carried to another node');
+});

@@ -74,6 +74,15 @@ pub struct Saved {
     values: HashMap<String, Vec<u8>>,
 }
 
+impl Saved {
+    /// State carried from elsewhere (a session saved by another node).
+    pub fn from_values(values: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
+        Self {
+            values: values.into_iter().collect(),
+        }
+    }
+}
+
 struct Entry {
     conn: Arc<Connection>,
     values: HashMap<String, Vec<u8>>,
@@ -130,6 +139,14 @@ impl ConnSpace {
             bytes,
         };
         self.0.conns.lock().unwrap().insert(id, entry);
+    }
+
+    /// A copy of a connection's state (saved with a recoverable session).
+    pub fn snapshot(&self, id: &str) -> Vec<(String, Vec<u8>)> {
+        let conns = self.0.conns.lock().unwrap();
+        conns.get(id).map_or_else(Vec::new, |e| {
+            e.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
     }
 
     /// The record of a connected connection.

@@ -15,6 +15,7 @@ use super::session::{Enqueued, Session, Work};
 use super::throttle::{ConnectionLimiter, EventLimits};
 use super::{Io, SocketRef};
 use crate::auth::{AuthError, AuthMode, Verified, Verifier};
+use crate::connstate::Saved;
 use crate::plugins::{Connection, PluginSlot, Rejection, Transport};
 
 /// A plugin mounted on a namespace.
@@ -209,11 +210,13 @@ async fn restore(session: &Arc<Session>, socket: &SocketRef, claimed: Claimed) -
             .join(&mount.slot.name, room, id, subject)
             .await;
     }
-    // The plugin's state of this connection carries over when the session
-    // left from this node (it is node-local: elsewhere it starts empty).
+    // The plugin's state of this connection carries over: still here when
+    // the session left from this node, else saved with the session.
     let version = session.version();
     let connections = version.connections();
-    let saved = connections.end(id).unwrap_or_default();
+    let saved = connections
+        .end(id)
+        .unwrap_or_else(|| Saved::from_values(claimed.state));
     connections.restore(session.conn.clone(), saved);
     let _ = session.pid.set(claimed.pid);
     session
@@ -284,10 +287,11 @@ fn register_handlers(socket: &SocketRef) {
             .and_then(|p| p.subject.as_deref());
         let ns = &mount.slot.mount;
         let pid = session.pid.get().map(String::as_str).unwrap_or_default();
+        let state = session.version().connections().snapshot(&session.conn.id);
         let saved = recovery::recoverable(reason)
             && mount
                 .recovery
-                .disconnected(ns, pid, socket.id, subject, &rooms)
+                .disconnected(ns, pid, socket.id, subject, &rooms, &state)
                 .await;
         if !saved {
             mount.recovery.forget(ns, pid).await;

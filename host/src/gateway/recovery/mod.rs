@@ -60,6 +60,8 @@ pub struct Claimed {
     pub rooms: Rooms,
     /// The client's offset (`None`: it had received no channel event yet).
     pub offset: Option<EventId>,
+    /// The plugin's connection state saved at the disconnect.
+    pub state: Vec<(String, Vec<u8>)>,
     at: Instant,
 }
 
@@ -169,6 +171,7 @@ impl Recovery {
                 subject: saved.subject,
                 rooms,
                 offset,
+                state: decode_state(&before.state),
                 at: Instant::now(),
             },
         );
@@ -213,6 +216,7 @@ impl Recovery {
             saved_at_ms: now_ms(),
             node: self.node.clone(),
             live,
+            state: Vec::new(),
         }
     }
 
@@ -246,13 +250,15 @@ impl Recovery {
         sid: Sid,
         subject: Option<&str>,
         rooms: &Rooms,
+        state: &[(String, Vec<u8>)],
     ) -> bool {
         if !self.enabled() {
             return false;
         }
         let key = store_key(ns, pid);
         self.live.lock().unwrap().remove(&key);
-        let saved = self.record(sid, subject, rooms, false);
+        let mut saved = self.record(sid, subject, rooms, false);
+        saved.state = encode_state(state);
         match self.store.save(&key, &saved, self.window + GRACE).await {
             Ok(()) => true,
             Err(e) => {
@@ -308,6 +314,22 @@ impl Recovery {
             Err(_) => true,
         }
     }
+}
+
+fn encode_state(state: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    state.iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect()
+}
+
+/// A value that is not base64 is dropped (the record came from Redis).
+fn decode_state(state: &[(String, String)]) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    state
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), b64.decode(v).ok()?)))
+        .collect()
 }
 
 /// A fresh private session id: 128 random bits.

@@ -30,6 +30,11 @@ pub struct SavedSession {
     /// Still connected when saved (kept so that a client whose node was
     /// killed can be restored elsewhere: the node never saw the disconnect).
     pub live: bool,
+    /// The plugin's connection state at the disconnect (key, base64 value),
+    /// so a session restored on another node gets it back. A live record
+    /// has none: a node killed with SIGKILL takes its sockets' state along.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<(String, String)>,
 }
 
 /// A session store (memory or Redis, picked at wiring).
@@ -136,6 +141,7 @@ mod tests {
             saved_at_ms: 1,
             node: "n".into(),
             live: false,
+            state: vec![],
         };
         store.save("k", &s, Duration::from_secs(60)).await.unwrap();
         assert_eq!(store.get("k").await.unwrap().as_ref(), Some(&s));

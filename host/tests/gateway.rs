@@ -1,0 +1,148 @@
+//! The gateway in process, no network: socketioxide's test harness plays the
+//! client (raw Socket.IO packets over channels) against a node built by
+//! [`Server::bind`]. What the gateway is built around, checked directly:
+//! one socket's events are handled, and answered, in the order they were
+//! sent, while other sockets' events interleave freely; and the packets one
+//! event's answer is made of leave in the order the plugin returned them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use engineioxide::Packet;
+use portico::auth::AuthMode;
+use portico::config::Config;
+use portico::server::Server;
+use tokio::sync::mpsc;
+
+/// A node serving `plugins` (auth off, no event throttle), not listening yet.
+async fn node(plugins: &[&str]) -> Server {
+    let dir = scratch_dir();
+    for p in plugins {
+        let wasm = format!("{p}.wasm");
+        std::fs::copy(common::plugin_dir().join(&wasm), dir.join(&wasm))
+            .unwrap_or_else(|e| panic!("{wasm}: {e}; build the plugins first with `make plugins`"));
+    }
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.plugin_dir = dir;
+    config.auth.mode = AuthMode::None;
+    config.throttle.events_per_sec = 0;
+    Server::bind(config).await.expect("the node starts")
+}
+
+fn scratch_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "portico-gateway-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One client socket on namespace `ns`, speaking Socket.IO packets.
+struct Client {
+    ns: &'static str,
+    tx: mpsc::Sender<Packet>,
+    rx: mpsc::Receiver<Packet>,
+}
+
+impl Client {
+    async fn connect(server: &Server, ns: &'static str) -> Self {
+        let (tx, rx) = server
+            .state
+            .io
+            .new_dummy_sock(ns, serde_json::json!({}))
+            .await;
+        let mut c = Self { ns, tx, rx };
+        let reply = c.next().await;
+        assert!(reply.starts_with(&format!("0{ns},")), "CONNECT reply: {reply}");
+        c
+    }
+
+    /// Send event `name` with `arg`, asking for ack `id`.
+    async fn emit_acked(&self, id: u64, name: &str, arg: serde_json::Value) {
+        let packet = format!("2{},{id}{}", self.ns, serde_json::json!([name, arg]));
+        self.tx.send(Packet::Message(packet.into())).await.unwrap();
+    }
+
+    /// The next Socket.IO packet the server sent, as text.
+    async fn next(&mut self) -> String {
+        loop {
+            let packet = tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+                .await
+                .expect("an answer within 20 s")
+                .expect("the socket is open");
+            if let Packet::Message(m) = packet {
+                return String::from(m);
+            }
+        }
+    }
+
+    /// The next ack: its id and its first argument.
+    async fn next_ack(&mut self) -> (u64, serde_json::Value) {
+        let packet = self.next().await;
+        let body = packet
+            .strip_prefix(&format!("3{},", self.ns))
+            .unwrap_or_else(|| panic!("expected an ack, got {packet}"));
+        let split = body.find('[').expect("ack arguments");
+        let id = body[..split].parse().expect("ack id");
+        let args: Vec<serde_json::Value> = serde_json::from_str(&body[split..]).unwrap();
+        (id, args.into_iter().next().unwrap_or_default())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sockets_events_are_answered_in_the_order_sent() {
+    let server = node(&["echo"]).await;
+    let mut c = Client::connect(&server, "/echo").await;
+    // Sent back to back: the gateway queues them while earlier calls run.
+    for n in 1..=200 {
+        c.emit_acked(n, "e", serde_json::json!({ "n": n })).await;
+    }
+    for n in 1..=200 {
+        let (id, arg) = c.next_ack().await;
+        assert_eq!((id, arg), (n, serde_json::json!({ "n": n })));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_interleave_and_each_keeps_its_order() {
+    let server = node(&["echo"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(Client::connect(&server, "/echo").await);
+    }
+    for n in 1..=50 {
+        for (i, c) in clients.iter().enumerate() {
+            c.emit_acked(n, "e", serde_json::json!({ "from": i, "n": n }))
+                .await;
+        }
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        for n in 1..=50 {
+            let (id, arg) = c.next_ack().await;
+            assert_eq!((id, arg), (n, serde_json::json!({ "from": i, "n": n })));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_leaves_in_the_order_the_plugin_returned_it() {
+    let server = node(&["echo"]).await;
+    let mut c = Client::connect(&server, "/echo").await;
+    // echo answers `emit-and-ack` with an emit, then the ack.
+    for n in 1..=20 {
+        c.emit_acked(n, "emit-and-ack", serde_json::json!(n)).await;
+    }
+    for n in 1..=20 {
+        let emitted = c.next().await;
+        assert_eq!(emitted, format!("2/echo,[\"emit-and-ack\",{n}]"));
+        assert_eq!(c.next_ack().await, (n, serde_json::json!(n)));
+    }
+}
