@@ -22,7 +22,9 @@ use crate::cluster::{
 };
 use crate::config::Config;
 use crate::control::{CanaryWatch, Origin, PluginControl};
-use crate::gateway::{self, Adapter, AdapterDriver, Gateway, Io, MemorySessions, Recovery, SessionStore};
+use crate::gateway::{
+    self, Adapter, AdapterDriver, Gateway, Io, MemorySessions, Recovery, SessionStore,
+};
 use crate::ops::{self, Upstream};
 use crate::plugins::{EngineSettings, KvStore, PluginEngine, Registry, Rollout};
 use crate::presence::Presence;
@@ -285,7 +287,11 @@ impl Backends {
         let store = RedisPresence::new(redis.clone(), node.clone(), ttl);
         let presence = Presence::new(node, Arc::new(store));
         presence.spawn_heartbeat();
-        let streams = Streams::new(redis.clone(), config.sse.history_size, config.cluster.outbox);
+        let streams = Streams::new(
+            redis.clone(),
+            config.sse.history_size,
+            config.cluster.outbox,
+        );
         Ok(Self {
             driver: AdapterDriver::Remote(RedisDriver::new(redis.clone())),
             kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))),

@@ -61,7 +61,10 @@ impl Client {
             .await;
         let mut c = Self { ns, tx, rx };
         let reply = c.next().await;
-        assert!(reply.starts_with(&format!("0{ns},")), "CONNECT reply: {reply}");
+        assert!(
+            reply.starts_with(&format!("0{ns},")),
+            "CONNECT reply: {reply}"
+        );
         c
     }
 

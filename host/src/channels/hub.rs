@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch};
 use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
-use super::sockets::{self, Gap, Rooms, SinkError, SocketSink, SocketSub};
 use super::log::{ChannelLog, LogError, LogStats};
+use super::sockets::{self, Gap, Rooms, SinkError, SocketSink, SocketSub};
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]

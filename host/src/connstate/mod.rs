@@ -145,7 +145,10 @@ impl ConnSpace {
     pub fn snapshot(&self, id: &str) -> Vec<(String, Vec<u8>)> {
         let conns = self.0.conns.lock().unwrap();
         conns.get(id).map_or_else(Vec::new, |e| {
-            e.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            e.values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         })
     }
 

@@ -303,7 +303,12 @@ fn register_handlers(socket: &SocketRef) {
             let pid = session.pid.get().map(String::as_str).unwrap_or_default();
             if mount.recovery.expire(&mount.slot.mount, pid).await {
                 finish(&session, &socket, reason).await;
-            } else if mount.io.of(&mount.slot.mount).and_then(|ns| ns.get_socket(socket.id)).is_none() {
+            } else if mount
+                .io
+                .of(&mount.slot.mount)
+                .and_then(|ns| ns.get_socket(socket.id))
+                .is_none()
+            {
                 // Recovered on another node: the plugin's state of it here goes.
                 ended(&mount.slot.active(), &session.conn.id);
             }

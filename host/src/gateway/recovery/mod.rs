@@ -28,8 +28,8 @@ mod error;
 mod sink;
 mod store;
 
-pub(super) use sink::Sink;
 pub use error::RecoveryError;
+pub(super) use sink::Sink;
 pub use store::{MemorySessions, SavedSession, SessionStore};
 
 use std::collections::HashMap;
@@ -319,7 +319,10 @@ impl Recovery {
 fn encode_state(state: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    state.iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect()
+    state
+        .iter()
+        .map(|(k, v)| (k.clone(), b64.encode(v)))
+        .collect()
 }
 
 /// A value that is not base64 is dropped (the record came from Redis).
