@@ -3,12 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { startPortico, tempFile, connect, connectError, call, next, token } from './fixture.mjs';
+import { startPortico, tempFile, connectError, call, next, token, clients } from './fixture.mjs';
 
 let node;
 let backend;
 const seen = [];
-const sockets = [];
+const { openAs, closeAll } = clients();
 
 before(async () => {
   // The whole backend: a team's existing service would do the same.
@@ -42,16 +42,12 @@ connect = "forward"
   node = await startPortico({ plugins: ['bridge'], args: ['--config', config] });
 });
 after(async () => {
-  sockets.forEach((s) => s.close());
+  closeAll();
   await node.stop();
   backend.close();
 });
 
-const open = async (sub) => {
-  const s = await connect(node.url, '/bridge', { auth: { token: token({ sub, role: 'member' }) } });
-  sockets.push(s);
-  return s;
-};
+const open = (sub) => openAs(node, '/bridge', sub, { role: 'member' });
 
 test('events reach the backend with the principal; its actions are performed', async () => {
   const ann = await open('ann');

@@ -1,14 +1,13 @@
 // Foundation end to end: the real binary, the example plugins, the official client.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPortico, connect, connectError, call, next, token } from './fixture.mjs';
+import { startPortico, connectError, call, next, token, clients } from './fixture.mjs';
 
 let node;
-const sockets = [];
-const open = async (...a) => { const s = await connect(...a); sockets.push(s); return s; };
+const { open, closeAll } = clients();
 
 before(async () => { node = await startPortico({ plugins: ['chat', 'echo', 'faulty'] }); });
-after(async () => { sockets.forEach((s) => s.close()); await node.stop(); });
+after(async () => { closeAll(); await node.stop(); });
 
 test('two clients chat in a room: the other gets the message, the sender only its ack', async () => {
   const alice = await open(node.url, '/chat', { auth: { token: token({ sub: 'alice' }) } });

@@ -2,19 +2,14 @@
 // restart neither crashes a node nor stops local delivery.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPortico, connect, call, next, nextWhere, token, deliveredAcross } from './fixture.mjs';
+import { startPortico, call, next, nextWhere, token, deliveredAcross, clients } from './fixture.mjs';
 import { startRedis } from './redis.mjs';
 import { openStream } from './sse-client.mjs';
 
 const API_KEY = 'cluster-publish-key';
 let redis, a, b, c;
 const streams = [];
-const sockets = [];
-const open = async (node, ns, sub) => {
-  const s = await connect(node.url, ns, { auth: { token: token({ sub }) } });
-  sockets.push(s);
-  return s;
-};
+const { openAs: open, closeAll } = clients();
 
 before(async () => {
   redis = await startRedis();
@@ -26,7 +21,7 @@ before(async () => {
   ]);
 });
 after(async () => {
-  sockets.forEach((s) => s.close());
+  closeAll();
   streams.forEach((s) => s.close());
   await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
   await redis?.stop();

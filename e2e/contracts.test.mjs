@@ -3,39 +3,24 @@
 // cancelled with their connection, surviving a hot swap, publishing on their own).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PLUGIN_DIR, startPortico, pluginDir, connect, call, next, token } from './fixture.mjs';
+import { ADMIN_TOKEN, startPortico, pluginDir, call, next, eventually, wasm, deploy, clients } from './fixture.mjs';
 
-const ADMIN = 'e2e-admin-token';
 const FIXTURE = resolve('../host/tests/fixtures/echo-0.1.0.wasm');
 let node;
-const sockets = [];
-const open = async (ns, sub = 'alice') => {
-  const s = await connect(node.url, ns, { auth: { token: token({ sub }) } });
-  sockets.push(s);
-  return s;
-};
+const { openAs, closeAll } = clients();
+const open = (ns, sub) => openAs(node, ns, sub);
 
 before(async () => {
   const dir = pluginDir(['chat', 'echo', 'probe']);
   copyFileSync(FIXTURE, join(dir, 'oldecho.wasm'));
-  node = await startPortico({ dir, args: ['--admin-token', ADMIN] });
+  node = await startPortico({ dir, args: ['--admin-token', ADMIN_TOKEN] });
 });
 after(async () => {
-  sockets.forEach((s) => s.close());
+  closeAll();
   await node.stop();
 });
-
-async function until(what, check, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function metric(name, plugin) {
   const text = await (await fetch(`${node.url}/metrics`)).text();
@@ -67,7 +52,8 @@ test('connection state is per connection and gone once it disconnects', async ()
   const aId = a.id; // the client forgets its id once closed
   assert.equal((await call(b, 'recall', { key: 'k', socket: aId })).value, 'v1');
   a.close();
-  const gone = await until('the server to end the connection', async () => {
+  // The server ends the connection when it notices the close; the test can only poll.
+  const gone = await eventually('the server to end the connection', async () => {
     const ack = await call(b, 'recall', { key: 'k', socket: aId });
     return ack.ok === false && ack;
   });
@@ -89,7 +75,8 @@ test('timers fire for their connection, and are cancelled when it disconnects', 
   // b's timer is longer than a's: once b's fired, a's would have too, had it not been cancelled.
   assert.equal((await call(a, 'remind', { delay_ms: 200, text: 'never' })).ok, true);
   a.close();
-  await until('a timer cancelled', async () => (await metric('portico_plugin_timers_pending', 'probe')) === 0);
+  // The cancellation is seen only in a gauge: poll it.
+  await eventually('a timer cancelled', async () => (await metric('portico_plugin_timers_pending', 'probe')) === 0);
   const later = next(b, 'reminder');
   assert.equal((await call(b, 'remind', { delay_ms: 400, text: 'later' })).ok, true);
   assert.equal((await later)[0].text, 'later');
@@ -116,12 +103,8 @@ test('a timer survives a hot swap and fires into the new version', async () => {
   const set = await call(c, 'remind', { delay_ms: 1500, text: 'after the swap' });
   assert.equal(set.ok, true);
   const fired = next(c, 'reminder', 10000);
-  const res = await fetch(`${node.url}/admin/v1/plugins/probe?config.version=2.0.0`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/wasm' },
-    body: readFileSync(join(PLUGIN_DIR, 'probe.wasm')),
-  });
-  assert.equal(res.status, 200, await res.text());
+  const res = await deploy(node, 'probe', wasm('probe'), 'config.version=2.0.0');
+  assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.equal((await call(c, 'recall', { key: 'none' })).v, '2.0.0');
   const [reminder] = await fired;
   assert.deepEqual(reminder, { text: 'after the swap', v: '2.0.0' });

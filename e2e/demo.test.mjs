@@ -4,12 +4,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { startPortico } from './fixture.mjs';
+import { ADMIN_TOKEN, startPortico } from './fixture.mjs';
 import { launch } from './browser.mjs';
 
 let node, browser;
 before(async () => {
-  node = await startPortico({ plugins: ['chat', 'echo', 'feed'], args: ['--demo', '--admin-token', 'e2e-admin'] });
+  node = await startPortico({ plugins: ['chat', 'echo', 'feed'], args: ['--demo', '--admin-token', ADMIN_TOKEN] });
   browser = await launch();
 });
 after(async () => { await browser?.close(); await node?.stop(); });

@@ -2,7 +2,7 @@
 // of plugins, mint tokens, and connect official socket.io clients.
 import { spawn } from 'node:child_process';
 import { createHmac, sign as cryptoSign } from 'node:crypto';
-import { mkdtempSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { io } from 'socket.io-client';
@@ -13,6 +13,11 @@ export const SECRET = 'e2e-secret';
 // Compiled plugins are cached across the servers the tests start (keyed by
 // wasm hash + engine settings), so each start does not recompile them.
 export const CACHE_DIR = join(tmpdir(), 'portico-e2e-cache');
+/** The `--admin-token` the tests start nodes with when they use the admin API. */
+export const ADMIN_TOKEN = 'e2e-admin-token';
+
+/** The bytes of a built plugin (e.g. 'chat'), to upload through the admin API. */
+export const wasm = (name) => readFileSync(join(PLUGIN_DIR, `${name}.wasm`));
 
 /**
  * A directory holding copies of the named plugins (e.g. ['chat', 'echo']);
@@ -37,7 +42,10 @@ export function tempFile(name, text) {
 
 /**
  * Start portico; resolves once it prints `listening on http://HOST:PORT`.
- * Returns { url, proc, logs(), stop() }.
+ * Returns { url, proc, pluginPath, logs(), logged(pattern, ms), stop() }:
+ * `logged` resolves with the match once the node's log (stderr, so far or later)
+ * matches `pattern`, and rejects after `ms` or if the node exits first; give it a
+ * pattern that names what is awaited (plugin, version) so an earlier line does not match.
  */
 export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args = [], env = {}, dir } = {}) {
   const pluginPath = dir ?? pluginDir(plugins);
@@ -47,7 +55,11 @@ export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let logs = '';
-  proc.stderr.on('data', (d) => { logs += d; });
+  const logWaiters = new Set();
+  proc.stderr.on('data', (d) => {
+    logs += d;
+    for (const w of logWaiters) w();
+  });
   const url = await new Promise((ok, fail) => {
     let out = '';
     proc.stdout.on('data', (d) => {
@@ -62,6 +74,15 @@ export async function startPortico({ plugins = ['chat', 'echo', 'faulty'], args 
     proc,
     pluginPath,
     logs: () => logs,
+    logged: (pattern, ms = 10000) => new Promise((ok, fail) => {
+      const done = (settle) => { clearTimeout(timer); logWaiters.delete(check); proc.off('exit', exited); settle(); };
+      const check = () => { const m = logs.match(pattern); if (m) done(() => ok(m)); };
+      const exited = () => done(() => fail(new Error(`portico exited before logging ${pattern}:\n${logs}`)));
+      const timer = setTimeout(() => done(() => fail(new Error(`no log line ${pattern} within ${ms} ms:\n${logs}`))), ms);
+      logWaiters.add(check);
+      proc.once('exit', exited);
+      check();
+    }),
     stop: () => new Promise((ok) => {
       if (proc.exitCode !== null || proc.signalCode !== null) return ok(proc.exitCode);
       proc.once('exit', ok);
@@ -186,11 +207,76 @@ export async function deliveredAcross(receiver, event, send, withinMs) {
   throw new Error(`no cross-node ${event} within ${withinMs} ms`);
 }
 
-/** Connected clients that `closeAll()` closes: `const { open, closeAll } = clients();`. */
+/**
+ * Connected clients that `closeAll()` closes: `const { open, openAs, closeAll } = clients();`.
+ * `open` takes `connect()`'s arguments; `openAs(node, ns, sub, claims)` connects to a
+ * started node (or a URL) with a token for `sub` (default 'alice') and extra `claims`;
+ * `sockets` lists them in the order they were opened.
+ */
 export function clients() {
   const sockets = [];
+  const open = async (...a) => { const s = await connect(...a); sockets.push(s); return s; };
   return {
-    open: async (...a) => { const s = await connect(...a); sockets.push(s); return s; },
+    open,
+    openAs: (node, ns, sub = 'alice', claims = {}) => open(node.url ?? node, ns, { auth: { token: token({ sub, ...claims }) } }),
+    sockets,
     closeAll: () => sockets.forEach((s) => s.close()),
   };
 }
+
+/**
+ * Started nodes that `stopAll()` stops: `const { start, stopAll } = nodes(defaults)`;
+ * `start(opts)` is `startPortico` with `opts` over `defaults` (`env` merged, `args` appended).
+ */
+export function nodes(defaults = {}) {
+  const started = [];
+  return {
+    start: async (opts = {}) => {
+      const node = await startPortico({
+        ...defaults,
+        ...opts,
+        env: { ...defaults.env, ...opts.env },
+        args: [...(defaults.args ?? []), ...(opts.args ?? [])],
+      });
+      started.push(node);
+      return node;
+    },
+    stopAll: () => Promise.all(started.map((n) => n.stop())),
+  };
+}
+
+/**
+ * A promise that the test settles itself when something it counts happens:
+ * `const enough = signal('200 acks'); ... enough.resolve(); await enough.promise`.
+ * Rejects after `ms` naming `what`.
+ */
+export function signal(what, ms = 10000) {
+  let resolve;
+  const promise = new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    resolve = (value) => { clearTimeout(timer); ok(value); };
+  });
+  return { promise, resolve };
+}
+
+/**
+ * A request to `node`'s admin API (`/admin/v1` + `path`) with the admin token
+ * (`auth: null` sends none); resolves with { status, body } (body: the parsed JSON, or null).
+ */
+export async function admin(node, method, path, { body, query = '', auth = ADMIN_TOKEN, type = 'application/wasm' } = {}) {
+  const headers = {};
+  if (auth !== null) headers.authorization = `Bearer ${auth}`;
+  if (body !== undefined) headers['content-type'] = type;
+  const res = await fetch(`${node.url}/admin/v1${path}${query ? `?${query}` : ''}`, { method, headers, body });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Upload `bytes` as plugin `name` (PUT); `query` e.g. 'config.version=2.0.0' or 'canary=50'. */
+export const deploy = (node, name, bytes, query) => admin(node, 'PUT', `/plugins/${name}`, { body: bytes, query });
+/** Roll plugin `name` back to its previous revision, or to `to` (a version or a revision id). */
+export const rollback = (node, name, to) => admin(node, 'POST', `/plugins/${name}/rollback`, { query: to === undefined ? '' : `to=${to}` });
+/** Promote plugin `name`'s canary. */
+export const promote = (node, name) => admin(node, 'POST', `/plugins/${name}/promote`);
+/** What the admin API says of plugin `name` (the body of GET /plugins/:name). */
+export const pluginInfo = async (node, name) => (await admin(node, 'GET', `/plugins/${name}`)).body;

@@ -5,13 +5,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { startPortico, tempFile, connect, call, token } from './fixture.mjs';
+import { startPortico, tempFile, call, clients } from './fixture.mjs';
 
 let node;
 let backend;
 let other;
 let base;
-const sockets = [];
+const { openAs, closeAll } = clients();
 const slow = new Set();
 
 function listen(server) {
@@ -51,18 +51,14 @@ outbound_max_in_flight = 4
   node = await startPortico({ plugins: ['probe', 'echo'], args: ['--config', config] });
 });
 after(async () => {
-  sockets.forEach((s) => s.close());
+  closeAll();
   for (const res of slow) res.end('late');
   await node.stop();
   backend.close();
   other.close();
 });
 
-const open = async (ns) => {
-  const s = await connect(node.url, ns, { auth: { token: token({ sub: 'ann' }) } });
-  sockets.push(s);
-  return s;
-};
+const open = (ns) => openAs(node, ns, 'ann');
 
 test('the allowed origin answers, redirects within it are followed', async () => {
   const s = await open('/probe');

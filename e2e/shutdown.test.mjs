@@ -2,14 +2,22 @@
 // see `transport close` and try to reconnect, SSE streams end cleanly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { connect as tcpConnect } from 'node:net';
 import { io } from 'socket.io-client';
-import { startPortico, token } from './fixture.mjs';
+import { startPortico, token, call, signal } from './fixture.mjs';
 
 const GRACE_SECS = 3;
 
 function exited(proc) {
   return new Promise((ok) => proc.once('exit', (code, signal) => ok({ code, signal })));
+}
+
+/** GET /healthz on a connection of its own that is closed after the answer; resolves with the status. */
+function healthz(url) {
+  return new Promise((ok, fail) => {
+    http.get(`${url}/healthz`, { agent: false }, (res) => { res.resume(); res.on('end', () => ok(res.statusCode)); }).on('error', fail);
+  });
 }
 
 /** A client that reconnects, like a browser's: resolves once connected. */
@@ -39,7 +47,7 @@ test('SIGTERM during traffic: clean close, reconnect attempts, SSE ends, exit wi
       s.io.once('reconnect_attempt', () => ok({ reason, retried: true }));
     });
   }));
-  for (const s of sockets) s.emit('join', { room: 'lobby' }, () => {});
+  for (const s of sockets) assert.equal((await call(s, 'join', { room: 'lobby' })).ok, true);
 
   const sse = await fetch(`${node.url}/sse/chat?channel=lobby&access_token=${token()}`);
   assert.equal(sse.status, 200);
@@ -51,14 +59,22 @@ test('SIGTERM during traffic: clean close, reconnect attempts, SSE ends, exit wi
     }
   })();
 
-  // Traffic: every client sends messages until it is disconnected.
+  // Traffic: every client sends messages until it is disconnected. SIGTERM goes
+  // once every client has had acks back: the traffic flows, and is still flowing.
   let sent = 0;
+  const acked = new Map(sockets.map((s) => [s, 0]));
+  const flowing = signal('acked traffic from every client');
   const traffic = setInterval(() => {
     for (const s of sockets) {
-      if (s.connected) { s.emit('message', { room: 'lobby', text: `m${sent++}` }, () => {}); }
+      if (s.connected) {
+        s.emit('message', { room: 'lobby', text: `m${sent++}` }, () => {
+          acked.set(s, acked.get(s) + 1);
+          if ([...acked.values()].every((n) => n >= 5)) flowing.resolve();
+        });
+      }
     }
   }, 5);
-  await new Promise((r) => setTimeout(r, 200));
+  await flowing.promise;
 
   const exit = exited(node.proc);
   const started = Date.now();
@@ -93,7 +109,9 @@ test('a connection that never finishes its request cannot hold the node past the
   raw.on('error', () => {});
   // Half a request: the server waits for the rest.
   raw.write('GET /sse/chat?channel=lobby HTTP/1.1\r\nHost: x\r\n');
-  await new Promise((r) => setTimeout(r, 100));
+  // Connections are accepted in order: once a later one is answered, the half request's
+  // was accepted (and is being read) before SIGTERM.
+  assert.equal(await healthz(node.url), 200);
 
   const exit = exited(node.proc);
   const started = Date.now();

@@ -4,19 +4,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startPortico, pluginDir, tempFile, connect, call, next, token, disconnected } from './fixture.mjs';
+import { startPortico, pluginDir, tempFile, call, next, token, disconnected, clients } from './fixture.mjs';
 
 let node;
 let corsNode;
-const sockets = [];
-const open = async (...a) => { const s = await connect(...a); sockets.push(s); return s; };
+const { open, closeAll } = clients();
 
 before(async () => {
   node = await startPortico({ dir: pluginDir(['chat', 'faulty'], { chat2: 'chat' }) });
   const config = tempFile('portico.toml', '[cors]\nallowed_origins = ["http://app.example"]\n');
   corsNode = await startPortico({ plugins: ['echo'], args: ['--config', config] });
 });
-after(async () => { sockets.forEach((s) => s.close()); await node.stop(); await corsNode.stop(); });
+after(async () => { closeAll(); await node.stop(); await corsNode.stop(); });
 
 /** Alice and Bob join `room` on /chat with these client options; Alice's message reaches Bob. */
 async function chatRoundTrip(opts, room) {
