@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use engineioxide::Packet;
 use portico::auth::AuthMode;
-use portico::config::Config;
+use portico::config::{AuthConfig, Config, ThrottleConfig};
 use portico::server::Server;
 use tokio::sync::mpsc;
 
@@ -24,11 +24,19 @@ async fn node(plugins: &[&str]) -> Server {
         std::fs::copy(common::plugin_dir().join(&wasm), dir.join(&wasm))
             .unwrap_or_else(|e| panic!("{wasm}: {e}; build the plugins first with `make plugins`"));
     }
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.plugin_dir = dir;
-    config.auth.mode = AuthMode::None;
-    config.throttle.events_per_sec = 0;
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        plugin_dir: dir,
+        auth: AuthConfig {
+            mode: AuthMode::None,
+            ..AuthConfig::default()
+        },
+        throttle: ThrottleConfig {
+            events_per_sec: 0,
+            ..ThrottleConfig::default()
+        },
+        ..Config::default()
+    };
     Server::bind(config).await.expect("the node starts")
 }
 
