@@ -144,14 +144,7 @@ impl Server {
         if let Some(r) = state.admin.replicator() {
             crate::admin::replicate::spawn(state.control.clone(), r.clone());
         }
-        let admin = match state.config.admin.listen {
-            Some(addr) => Some((
-                bind_listener(&net, addr, None, true).await?,
-                crate::admin::router(state.clone())
-                    .layer(axum::middleware::from_fn(crate::http_error::log_errors)),
-            )),
-            None => None,
-        };
+        let admin = admin_listener(&net, &state).await?;
         let router = http_router(&state, admin.is_none(), layer, cors, sessions);
         Ok(Self {
             listener,
@@ -457,6 +450,19 @@ async fn load_plugin_set(
             .map_err(StartError::Records)?;
     }
     Ok(())
+}
+
+/// The admin API's own listener and routes, when `[admin] listen` is set.
+async fn admin_listener(
+    net: &crate::net::Plan,
+    state: &AppState,
+) -> Result<Option<(crate::net::Listener, Router)>, StartError> {
+    let Some(addr) = state.config.admin.listen else {
+        return Ok(None);
+    };
+    let router = crate::admin::router(state.clone())
+        .layer(axum::middleware::from_fn(crate::http_error::log_errors));
+    Ok(Some((bind_listener(net, addr, None, true).await?, router)))
 }
 
 async fn bind_listener(

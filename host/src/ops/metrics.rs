@@ -256,7 +256,18 @@ impl Collector for Snapshot {
             &conns,
         )?;
 
-        let spaces = s.hub.spaces();
+        self.channels(&mut enc)?;
+        self.plugins(&mut enc, &slots)?;
+        capabilities(&mut enc, &slots)?;
+
+        self.cluster(&mut enc)
+    }
+}
+
+impl Snapshot {
+    /// SSE streams, cut-offs and slow-consumer disconnects, per plugin.
+    fn channels(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let spaces = self.0.hub.spaces();
         let streams: Vec<_> = spaces
             .iter()
             .map(|sp| {
@@ -266,7 +277,7 @@ impl Collector for Snapshot {
                 )
             })
             .collect();
-        family(&mut enc, "sse_streams", "Open SSE streams", &streams)?;
+        family(enc, "sse_streams", "Open SSE streams", &streams)?;
         let cut: Vec<_> = spaces
             .iter()
             .map(|sp| {
@@ -277,7 +288,7 @@ impl Collector for Snapshot {
             })
             .collect();
         family(
-            &mut enc,
+            enc,
             "sse_cut_off",
             "SSE streams ended because the reader fell too far behind",
             &cut,
@@ -301,32 +312,35 @@ impl Collector for Snapshot {
             })
             .collect();
         family(
-            &mut enc,
+            enc,
             "slow_consumer_disconnects",
             "Connections ended with reason slow_consumer because their send buffer was full",
             &slow,
         )?;
 
-        self.plugins(&mut enc, &slots)?;
-        capabilities(&mut enc, &slots)?;
+        Ok(())
+    }
 
+    /// The cross-node paths and the shared backend (cluster mode).
+    fn cluster(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
         // Publications reach other nodes through the channels' shared log.
         let log = s.hub.log_stats().unwrap_or_default();
         if let Some(d) = s.cluster.stats() {
             family(
-                &mut enc,
+                enc,
                 "cluster_published",
                 "Messages published to other nodes",
                 &[(vec![], counter(d.published + log.published))],
             )?;
             family(
-                &mut enc,
+                enc,
                 "cluster_dropped",
                 "Cross-node messages lost (outbox full or Redis unreachable)",
                 &[(vec![], counter(d.dropped))],
             )?;
             family(
-                &mut enc,
+                enc,
                 "cluster_overloaded",
                 "Publications refused (error `overloaded`) because the outbox to Redis was full",
                 &[(vec![], counter(log.overloaded))],
@@ -334,7 +348,7 @@ impl Collector for Snapshot {
         }
         if let Some(r) = &s.upstream {
             family(
-                &mut enc,
+                enc,
                 "redis_up",
                 "1 when the last Redis command succeeded",
                 &[(vec![], gauge(i64::from(r.healthy())))],

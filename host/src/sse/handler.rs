@@ -12,8 +12,8 @@ use super::error::SseError;
 use super::request::{self, SseRequest};
 use super::stream::{self, StreamSettings};
 use crate::auth::{AuthError, AuthMode};
-use crate::channels::{ChannelError, StreamRefused};
-use crate::plugins::{Connection, Transport};
+use crate::channels::{ChannelError, StreamPermit, StreamRefused};
+use crate::plugins::{Connection, PluginVersion, Principal, Transport};
 use crate::state::AppState;
 
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
@@ -43,39 +43,13 @@ pub(super) async fn subscribe(
             limits.max_channels,
         ));
     }
-    let verified = match (state.config.auth_mode(&slot.name), token) {
-        (AuthMode::None, _) | (AuthMode::Optional, None) => Ok(None),
-        (AuthMode::Required, None) => Err(AuthError::Missing),
-        (_, Some(token)) => state.verifier.verify(&token).map(Some),
-    }
-    .inspect_err(|e| state.metrics.auth_failure("sse", e.code()))?;
-    // The same leeway as the Socket.IO expiry disconnect: a token inside it
-    // gets a stream, not a 200 followed by an immediate close.
-    let leeway = state.verifier.leeway_secs();
-    let expires_at = verified
-        .as_ref()
-        .and_then(|v| v.expires_at)
-        .map(|exp| exp.saturating_add(leeway));
-    let principal = verified.map(|v| v.principal);
+    let (principal, expires_at) = authenticate(&state, &slot.name, token)?;
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let permit = state
-        .channels
-        .stream_caps()
-        .admit(
-            peer.map(|p| p.ip()),
-            principal.as_ref().and_then(|p| p.subject.as_deref()),
-        )
-        .map_err(|why| {
-            let (limit, whose) = match why {
-                StreamRefused::PerIp => ("sse_streams_per_ip", "from your address"),
-                StreamRefused::PerSubject => ("sse_streams_per_subject", "for your subject"),
-            };
-            state.metrics.limit(limit).inc();
-            SseError::TooManyStreams(whose)
-        })?;
+    let subject = principal.as_ref().and_then(|p| p.subject.as_deref());
+    let permit = admit(&state, peer, subject)?;
     let conn = Connection {
         id: format!("sse-{}", NEXT_STREAM.fetch_add(1, Ordering::Relaxed)),
         namespace: slot.mount.clone(),
@@ -85,19 +59,7 @@ pub(super) async fn subscribe(
         query,
         auth_json: "{}".into(),
     };
-    let version = slot.active();
-    for channel in &channels {
-        match version.on_subscribe(&conn, channel).await {
-            Ok(Ok(())) => {}
-            Ok(Err(rejection)) => {
-                return Err(SseError::Refused {
-                    channel: channel.clone(),
-                    rejection,
-                });
-            }
-            Err(e) => return Err(SseError::Plugin(e.to_rejection())),
-        }
-    }
+    authorize(&slot.active(), &conn, &channels).await?;
     let space = state.channels.space(&slot.name);
     if last_event_id.is_some() {
         // A node that just started loads the cluster's history first.
@@ -120,4 +82,67 @@ pub(super) async fn subscribe(
             permit,
         },
     ))
+}
+
+/// The token checked as the plugin's auth mode asks; with when the stream
+/// must end (`exp` plus the same leeway the Socket.IO expiry disconnect
+/// allows: a token inside it gets a stream, not a 200 and an immediate close).
+fn authenticate(
+    state: &AppState,
+    plugin: &str,
+    token: Option<String>,
+) -> Result<(Option<Principal>, Option<u64>), SseError> {
+    let verified = match (state.config.auth_mode(plugin), token) {
+        (AuthMode::None, _) | (AuthMode::Optional, None) => Ok(None),
+        (AuthMode::Required, None) => Err(AuthError::Missing),
+        (_, Some(token)) => state.verifier.verify(&token).map(Some),
+    }
+    .inspect_err(|e| state.metrics.auth_failure("sse", e.code()))?;
+    let leeway = state.verifier.leeway_secs();
+    let expires_at = verified
+        .as_ref()
+        .and_then(|v| v.expires_at)
+        .map(|exp| exp.saturating_add(leeway));
+    Ok((verified.map(|v| v.principal), expires_at))
+}
+
+/// A slot under the per-address and per-subject stream caps, or the refusal (counted).
+fn admit(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    subject: Option<&str>,
+) -> Result<StreamPermit, SseError> {
+    state
+        .channels
+        .stream_caps()
+        .admit(peer.map(|p| p.ip()), subject)
+        .map_err(|why| {
+            let (limit, whose) = match why {
+                StreamRefused::PerIp => ("sse_streams_per_ip", "from your address"),
+                StreamRefused::PerSubject => ("sse_streams_per_subject", "for your subject"),
+            };
+            state.metrics.limit(limit).inc();
+            SseError::TooManyStreams(whose)
+        })
+}
+
+/// The plugin's `on-subscribe` for each channel; the first refusal ends it.
+async fn authorize(
+    version: &PluginVersion,
+    conn: &Connection,
+    channels: &[String],
+) -> Result<(), SseError> {
+    for channel in channels {
+        match version.on_subscribe(conn, channel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(rejection)) => {
+                return Err(SseError::Refused {
+                    channel: channel.clone(),
+                    rejection,
+                });
+            }
+            Err(e) => return Err(SseError::Plugin(e.to_rejection())),
+        }
+    }
+    Ok(())
 }
