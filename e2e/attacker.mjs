@@ -64,6 +64,57 @@ async function pool(n, limit, fn, until = Infinity) {
 }
 
 const attacks = {
+  // SSE readers that resume a full history, read the first bytes, then stop
+  // reading: the node's writes to them wait on full socket buffers.
+  // The measurement starts once every stream answered and had `settleMs` to
+  // fill its socket: serving 100 backlogs is ordinary work (the same as 100
+  // readers resuming); what is under test is holding readers that stalled.
+  async sseStall() {
+    const conns = [];
+    const answered = [];
+    await pool(o.count, 50, async (i) => {
+      let first;
+      answered.push(new Promise((ok) => { first = ok; }));
+      const c = await tcp(ip(i), (d, info) => {
+        info.status ??= d.toString('latin1').split(' ')[1];
+        info.socket.pause();
+        first();
+      });
+      if (!c.opened) { first(); return; }
+      c.socket.write(`GET ${o.path}&access_token=${o.tokens[i % o.tokens.length]} HTTP/1.1\r\nHost: portico\r\nLast-Event-ID: ${o.lastEventId}\r\n\r\n`);
+      conns.push(c);
+    });
+    await Promise.all(answered);
+    await sleep(o.settleMs);
+    started();
+    await sleep(o.holdMs);
+    const statuses = {};
+    for (const c of conns) statuses[c.status] = (statuses[c.status] ?? 0) + 1;
+    for (const c of conns) c.socket.destroy();
+    finish({ open: conns.length, statuses });
+  },
+
+  // Slow Redis: `DEBUG SLEEP` blocks the node's Redis for `sleepSec` at a time, back to back.
+  async redisSleep() {
+    const { port: rport } = new URL(o.redis);
+    const s = net.connect(rport, '127.0.0.1');
+    await new Promise((ok) => s.once('connect', ok));
+    const reply = () => new Promise((ok) => s.once('data', (d) => ok(d.toString())));
+    const arg = String(o.sleepSec);
+    started();
+    const until = Date.now() + o.holdMs;
+    const result = { sent: 0, ok: 0 };
+    while (Date.now() < until) {
+      const answered = reply();
+      s.write(`*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$${arg.length}\r\n${arg}\r\n`);
+      result.sent += 1;
+      if ((await answered).startsWith('+OK')) result.ok += 1;
+    }
+    s.destroy();
+    finish(result);
+  },
+
+
   // Connections that send part of a request line and never finish their headers.
   async halfopen() {
     const conns = [];

@@ -12,6 +12,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPortico, tempFile, token } from './fixture.mjs';
 import { healthyClient, underAttack } from './hostile-kit.mjs';
+import { startRedis } from './redis.mjs';
 
 const FLOOR_MS = 15;
 
@@ -20,6 +21,7 @@ const CONFIG = `
 max_open_files = 1024          # what a container usually starts with
 max_connections_per_ip = 64
 header_read_timeout_ms = 1000
+write_timeout_ms = 2000        # a reader that stops reading is let go after 2 s
 
 [socketio]
 connect_timeout_ms = 2000
@@ -123,6 +125,59 @@ test('oversized WebSocket messages, long-polling bodies and headers are refused'
   assert.equal(r.report.wsClosed, r.report.wsTotal, JSON.stringify(r.report));
   const statuses = Object.keys(r.report.statuses).map(Number);
   assert.ok(statuses.every((s) => s >= 400), JSON.stringify(r.report));
+});
+
+/** Publish `count` events of `size` bytes to feed's `news`; resolves with the first id. */
+async function fillNews(node, apiKey, count, size) {
+  const text = 'n'.repeat(size);
+  let first;
+  for (let n = 0; n < count; n++) {
+    const res = await fetch(`${node.url}/api/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+      body: JSON.stringify({ plugin: 'feed', channel: 'news', event: 'post', data: { n, text } }),
+    });
+    assert.equal(res.status, 200);
+    first ??= (await res.json()).id;
+  }
+  return first;
+}
+
+test('100 stalled SSE readers of a full history: nothing is copied per reader', async () => {
+  const API_KEY = 'hostile-key';
+  const { node, client } = await start('\n[sse]\nhistory_size = 200\n', { plugins: ['echo', 'feed'], env: { PORTICO_API_KEY: API_KEY } });
+  // A full history (200 events of 10 KiB) that each reader resumes from the start.
+  const first = await fillNews(node, API_KEY, 200, 10 * 1024);
+  const tokens = Array.from({ length: 100 }, (_, i) => token({ sub: `reader${i}` }));
+  const r = await underAttack(node, client, 'sseStall', {
+    count: 100, ips: 4, tokens, path: '/sse/feed?channel=news', lastEventId: first, settleMs: 1000, holdMs: 4000,
+  });
+  // + 32 MiB for 100 stalled readers of 2 MiB of history each.
+  assertHealthy(node, r, 32);
+  assert.deepEqual(r.report.statuses, { 200: 100 }, JSON.stringify(r.report));
+});
+
+test('a reader that stops reading is let go by the write timeout', async () => {
+  const API_KEY = 'hostile-key';
+  const { node, client } = await start('', { plugins: ['echo', 'feed'], env: { PORTICO_API_KEY: API_KEY } });
+  // 16 MiB of history: more than the socket buffers of a reader that stopped take.
+  const first = await fillNews(node, API_KEY, 400, 40 * 1024);
+  const r = await underAttack(node, client, 'sseStall', {
+    count: 1, ips: 1, tokens: [token({ sub: 'stalled' })], path: '/sse/feed?channel=news', lastEventId: first, settleMs: 0, holdMs: 4000,
+  });
+  assertHealthy(node, r, 64);
+  // CONFIG's write_timeout_ms is 2 s: closed within the 4 s hold.
+  const refused = await refusedBy(node);
+  assert.equal(refused.write_timeout, 1, JSON.stringify(refused));
+});
+
+test('a slow Redis (DEBUG SLEEP, back to back) does not slow the clients of a node', async () => {
+  const redis = await startRedis({ debug: true });
+  running.push(() => redis.stop());
+  const { node, client } = await start('', { env: { PORTICO_REDIS_URL: redis.url } });
+  const r = await underAttack(node, client, 'redisSleep', { redis: redis.url, sleepSec: 0.5, holdMs: 4000 });
+  assertHealthy(node, r, 32);
+  assert.ok(r.report.ok >= 4, `Redis was kept asleep: ${JSON.stringify(r.report)}`);
 });
 
 test('tokens never reach the logs, even at debug level', async () => {

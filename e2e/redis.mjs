@@ -10,12 +10,17 @@ export function freePort() {
   });
 }
 
-/** Start redis-server; resolves once it accepts connections. `restart()` keeps the port. */
-export async function startRedis() {
+/**
+ * Start redis-server; resolves once it accepts connections. `restart()` keeps the port.
+ * `debug`: allow `DEBUG` commands from loopback (a test makes Redis slow with `DEBUG SLEEP`).
+ */
+export async function startRedis({ debug = false } = {}) {
   const port = await freePort();
   let proc;
   const launch = () => new Promise((ok, fail) => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    if (debug) args.push('--enable-debug-command', 'local');
+    proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout.on('data', (d) => { out += d; if (/Ready to accept connections/.test(out)) ok(); });
     proc.once('exit', (code) => fail(new Error(`redis-server exited with ${code}: ${out}`)));

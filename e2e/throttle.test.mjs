@@ -139,3 +139,37 @@ test('new connections are limited per IP address with rate_limited', async () =>
   // Existing connections are not affected.
   assert.deepEqual(await call(sockets[1], 'alive', 1), 1);
 });
+
+test("a slow plugin call: the socket's queue stays bounded, the surplus answered overloaded at once", async () => {
+  const config = tempFile('portico.toml', `
+[socketio]
+max_queued_events = 8
+
+[plugins.faulty]
+events_per_sec = 0
+call_timeout_ms = 1500
+`);
+  const slow = await startPortico({ plugins: ['faulty'], args: ['--config', config] });
+  const { open: openSlow, closeAll: closeSlow } = clients();
+  try {
+    const s = await openSlow(slow.url, '/faulty');
+    // `loop` spins until its 1.5 s CPU deadline; the next 8 wait behind it, the rest are refused.
+    const spinning = emitAck(s, 'loop');
+    const t0 = Date.now();
+    const answers = await Promise.all(Array.from({ length: 30 }, () =>
+      emitAck(s, 'ok').then((a) => ({ a, ms: Date.now() - t0 }))));
+    const refused = answers.filter(({ a }) => a?.code === 'overloaded');
+    const served = answers.filter(({ a }) => a?.ok === true);
+    assert.equal(refused.length, 30 - 8, JSON.stringify(answers));
+    assert.equal(served.length, 8, JSON.stringify(answers));
+    // Refusals do not wait for the slow call; the queued events do.
+    assert.ok(refused.every(({ ms }) => ms < 1000), JSON.stringify(refused));
+    assert.ok(served.every(({ ms }) => ms >= 1000), JSON.stringify(served));
+    assert.equal((await spinning).code, 'plugin_timeout');
+    const metrics = await (await fetch(`${slow.url}/metrics`)).text();
+    assert.match(metrics, /^portico_refused_total\{limit="socket_queue"\} 22$/m);
+  } finally {
+    closeSlow();
+    await slow.stop();
+  }
+});

@@ -77,6 +77,10 @@ pub struct NetConfig {
     pub header_read_timeout_ms: u64,
     /// A connection with no byte read or written this long is closed.
     pub idle_timeout_ms: u64,
+    /// A connection whose peer has read nothing of a pending write for this
+    /// long is closed (a stalled SSE reader, a Socket.IO client that stopped
+    /// reading): what it holds is freed and it resumes when it reconnects.
+    pub write_timeout_ms: u64,
     /// Soft open-file limit to set at start; 0 raises it to the hard limit.
     pub max_open_files: u64,
 }
@@ -90,6 +94,7 @@ impl Default for NetConfig {
             accept_burst_per_ip: 200,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 90_000,
+            write_timeout_ms: 30_000,
             max_open_files: 0,
         }
     }
@@ -291,6 +296,9 @@ pub struct SocketIoConfig {
     pub max_attachments: usize,
     /// Time a client has to send every attachment of a binary packet.
     pub attachment_timeout_ms: u64,
+    /// Events one socket may have waiting for its plugin (a slow call lets
+    /// them pile up); past it an event is refused with `overloaded`.
+    pub max_queued_events: usize,
     /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
     /// larger buffer takes fewer reads for big messages, and costs every idle
     /// socket that much memory. It grows while a larger message arrives.
@@ -310,6 +318,7 @@ impl Default for SocketIoConfig {
             max_pending_sessions_per_ip: 16,
             max_attachments: 100,
             attachment_timeout_ms: 10_000,
+            max_queued_events: 128,
             ws_read_buffer_size: 1024,
         }
     }

@@ -272,6 +272,17 @@ impl FromMessage<Adapter> for Enqueued {
             }
         }
         let ack = AckSender::from_message_parts(&s, &mut v, &ack_id).ok();
+        if session.queue.lock().unwrap().len() >= session.mount.limits.max_queued {
+            // Answered now, not queued: the backlog stays bounded however
+            // slow the plugin is.
+            session.mount.metrics.limit("socket_queue").inc();
+            let why = Rejection::new(
+                "overloaded",
+                "too many events waiting for the plugin: slow down (this event was not delivered)",
+            );
+            actions::reject(&session.mount, ack, &why);
+            return Ok(Enqueued(session));
+        }
         let wants_ack = ack_id.is_some();
         let work = match v {
             Value::Str(text, bins) => {

@@ -20,6 +20,9 @@ pub struct EventLimits {
     flood: Option<Quota>,
     /// Pause between the reason and the close of a server-side disconnect.
     pub(super) disconnect_grace: Duration,
+    /// Events one socket may have waiting for the plugin; past it an event is
+    /// refused at once (`overloaded`) instead of queued.
+    pub(super) max_queued: usize,
 }
 
 impl EventLimits {
@@ -28,6 +31,7 @@ impl EventLimits {
         let (rate, burst) = config.event_limit(plugin);
         Self {
             disconnect_grace: Duration::from_millis(config.throttle.disconnect_grace_ms),
+            max_queued: config.socketio.max_queued_events.max(1),
             ..Self::new(
                 rate,
                 burst,
@@ -44,6 +48,7 @@ impl EventLimits {
                 Quota::with_period(flood_window / max.get()).map(|q| q.allow_burst(max))
             }),
             disconnect_grace: Duration::ZERO,
+            max_queued: usize::MAX,
         }
     }
 }

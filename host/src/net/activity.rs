@@ -1,5 +1,6 @@
-//! What a connection's watchdog looks at: when a byte last moved, and
-//! whether a first request has arrived. [`Tracked`] wraps the TCP stream
+//! What a connection's watchdog looks at: when a byte last moved, whether
+//! a first request has arrived, and since when a write has been waiting for
+//! a peer that does not read. [`Tracked`] wraps the TCP stream
 //! (below TLS), so the TLS handshake, HTTP/1.1, HTTP/2 and the bytes of a
 //! stream all count.
 
@@ -18,6 +19,11 @@ pub struct Activity {
     /// Milliseconds after `since` of the last byte read or written.
     last_ms: AtomicU64,
     served: AtomicBool,
+    /// Milliseconds after `since`, plus one, of the first write the socket
+    /// refused (its send buffer full) since bytes last went out; 0: none.
+    blocked_ms: AtomicU64,
+    /// Wakes the watchdog when a write starts waiting.
+    blocked: tokio::sync::Notify,
 }
 
 /// Why a watchdog closed a connection.
@@ -27,6 +33,16 @@ pub enum Expired {
     Header,
     /// No byte either way for the idle timeout.
     Idle,
+    /// A write waited the write timeout for a peer that reads nothing.
+    Write,
+}
+
+/// The watchdog's three bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header: Duration,
+    pub idle: Duration,
+    pub write: Duration,
 }
 
 impl Activity {
@@ -35,12 +51,28 @@ impl Activity {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
+            blocked_ms: AtomicU64::new(0),
+            blocked: tokio::sync::Notify::new(),
         }
     }
 
     fn touch(&self) {
         let ms = self.since.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.touch();
+        self.blocked_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A write found the socket's send buffer full.
+    fn write_blocked(&self) {
+        if self.blocked_ms.load(Ordering::Relaxed) == 0 {
+            let ms = self.since.elapsed().as_millis() as u64 + 1;
+            self.blocked_ms.store(ms, Ordering::Relaxed);
+            self.blocked.notify_one();
+        }
     }
 
     /// A request head was parsed: the header timeout no longer applies here.
@@ -51,13 +83,15 @@ impl Activity {
         self.touch();
     }
 
-    /// Resolves when the connection has broken one of the two timeouts.
-    pub async fn expired(&self, header: Duration, idle: Duration) -> Expired {
+    /// Resolves when the connection has broken one of its timeouts.
+    pub async fn expired(&self, limits: Limits) -> Expired {
         loop {
-            let last = self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let idle_at = last + idle;
-            let header_at = self.since + header;
+            let at = |ms: u64| self.since + Duration::from_millis(ms);
+            let idle_at = at(self.last_ms.load(Ordering::Relaxed)) + limits.idle;
+            let header_at = self.since + limits.header;
             let served = self.served.load(Ordering::Relaxed);
+            let blocked = self.blocked_ms.load(Ordering::Relaxed);
+            let write_at = (blocked > 0).then(|| at(blocked - 1) + limits.write);
             let now = Instant::now();
             if !served && now >= header_at {
                 return Expired::Header;
@@ -65,12 +99,20 @@ impl Activity {
             if now >= idle_at {
                 return Expired::Idle;
             }
-            let wake = if served {
-                idle_at
-            } else {
-                idle_at.min(header_at)
-            };
-            tokio::time::sleep_until(wake).await;
+            if write_at.is_some_and(|w| now >= w) {
+                return Expired::Write;
+            }
+            let mut wake = idle_at;
+            if !served {
+                wake = wake.min(header_at);
+            }
+            if let Some(w) = write_at {
+                wake = wake.min(w);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                () = self.blocked.notified() => {}
+            }
         }
     }
 }
@@ -84,6 +126,14 @@ pub struct Tracked<T> {
 impl<T> Tracked<T> {
     pub fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
         Self { inner, activity }
+    }
+
+    fn wrote(&self, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Pending => self.activity.write_blocked(),
+            _ => {}
+        }
     }
 }
 
@@ -109,9 +159,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&res);
         res
     }
 
@@ -121,9 +169,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&res);
         res
     }
 
@@ -147,16 +193,50 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    fn limits(header: u32, idle: u32, write: u32) -> Limits {
+        Limits {
+            header: header * MS,
+            idle: idle * MS,
+            write: write * MS,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_for_a_peer_reading_nothing_times_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // 64 bytes of buffer; the peer reads once, then stops.
+        let (mut client, server) = tokio::io::duplex(64);
+        let a = Arc::new(Activity::new());
+        a.served();
+        let mut tracked = Tracked::new(server, a.clone());
+        let t0 = Instant::now();
+        let writer = async {
+            tracked.write_all(&[0u8; 64]).await.unwrap();
+            let mut b = [0u8; 64];
+            client.read_exact(&mut b).await.unwrap();
+            // Keeps the connection busy (so never idle) until its buffer fills.
+            tokio::time::sleep(100 * MS).await;
+            tracked.write_all(&[0u8; 1024]).await.unwrap();
+            unreachable!("the peer reads nothing more");
+        };
+        tokio::select! {
+            why = a.expired(limits(10, 10_000, 200)) => assert_eq!(why, Expired::Write),
+            () = writer => {}
+        }
+        let took = t0.elapsed();
+        assert!(took >= 300 * MS && took < 2_000 * MS, "{took:?}");
+    }
+
     #[tokio::test]
     async fn header_timeout_until_served_then_idle_timeout() {
         let a = Activity::new();
         let t0 = Instant::now();
-        assert_eq!(a.expired(30 * MS, 500 * MS).await, Expired::Header);
+        assert_eq!(a.expired(limits(30, 500, 500)).await, Expired::Header);
         assert!(t0.elapsed() < 400 * MS);
         let a = Activity::new();
         a.served();
         let t0 = Instant::now();
-        assert_eq!(a.expired(10 * MS, 60 * MS).await, Expired::Idle);
+        assert_eq!(a.expired(limits(10, 60, 500)).await, Expired::Idle);
         assert!(t0.elapsed() >= 60 * MS);
     }
 
@@ -180,7 +260,7 @@ mod tests {
             std::future::pending::<()>().await
         };
         tokio::select! {
-            why = a.expired(MS, idle) => assert_eq!(why, Expired::Idle),
+            why = a.expired(Limits { header: MS, idle, write: idle }) => assert_eq!(why, Expired::Idle),
             () = traffic => unreachable!(),
         }
         assert!(t0.elapsed() >= 300 * MS + idle, "{:?}", t0.elapsed());

@@ -32,6 +32,7 @@ impl NetStats {
             refused_rate: metrics.limit("accept_rate_per_ip"),
             header_timeouts: metrics.limit("header_read_timeout"),
             idle_timeouts: metrics.limit("idle_timeout"),
+            write_timeouts: metrics.limit("write_timeout"),
         }
     }
 }
@@ -79,6 +80,7 @@ impl Plan {
             timeouts: Timeouts {
                 header_read: std::time::Duration::from_millis(c.header_read_timeout_ms.max(1)),
                 idle: std::time::Duration::from_millis(c.idle_timeout_ms.max(1)),
+                write: std::time::Duration::from_millis(c.write_timeout_ms.max(1)),
             },
             stats: NetStats::register(metrics),
         }

@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::{Activity, Expired, Tracked};
+use super::activity::{Activity, Expired, Limits, Tracked};
 use super::gate::{Gate, Permit};
 use super::stats::NetStats;
 
@@ -32,6 +32,8 @@ pub struct Timeouts {
     pub header_read: Duration,
     /// No byte either way for this long closes the connection.
     pub idle: Duration,
+    /// A write waiting this long for a peer that reads nothing closes it.
+    pub write: Duration,
 }
 
 /// One listener: where it accepts, what it serves, and its limits.
@@ -165,7 +167,7 @@ async fn connection(
             }
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         },
-        why = activity.expired(t.header_read, t.idle) => {
+        why = activity.expired(Limits { header: t.header_read, idle: t.idle, write: t.write }) => {
             shared.stats.expired(why);
             tracing::debug!(%peer, ?why, "connection timed out");
         }

@@ -18,6 +18,8 @@ pub struct NetStats {
     pub header_timeouts: Counter,
     /// Closed: no byte either way within `idle_timeout_ms`.
     pub idle_timeouts: Counter,
+    /// Closed: a write waited `write_timeout_ms` for a peer that reads nothing.
+    pub write_timeouts: Counter,
 }
 
 impl NetStats {
@@ -33,6 +35,7 @@ impl NetStats {
         match why {
             Expired::Header => self.header_timeouts.inc(),
             Expired::Idle => self.idle_timeouts.inc(),
+            Expired::Write => self.write_timeouts.inc(),
         };
     }
 }

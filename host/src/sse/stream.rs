@@ -3,6 +3,7 @@
 //! cut off or the node shuts down.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -41,7 +42,7 @@ pub(super) fn respond(mut sub: Subscription, settings: StreamSettings) -> Respon
             .data(json!({ "channels": resync.channels }).to_string())
     });
     let first = stream::iter([Event::default().retry(settings.retry)])
-        .chain(stream::iter(backlog).filter_map(|e| std::future::ready(event(&e))))
+        .chain(paced(backlog))
         .chain(stream::iter(resync));
     let mut closing = sub.closing.clone();
     let mut unmounted = settings.unmounted.clone();
@@ -83,6 +84,31 @@ pub(super) fn respond(mut sub: Subscription, settings: StreamSettings) -> Respon
         .keep_alive(KeepAlive::new().interval(settings.keep_alive));
     // Ask buffering proxies (nginx) to pass events through at once.
     ([("x-accel-buffering", "no")], body).into_response()
+}
+
+/// Bytes of backlog encoded between two yields to the runtime.
+const BACKLOG_SLICE: usize = 64 << 10;
+
+/// The backlog as events, yielding to other tasks after every
+/// [`BACKLOG_SLICE`] bytes: a reader resuming a large history on a fast
+/// socket would otherwise hold a worker thread until its socket is full.
+fn paced(backlog: Vec<Arc<Entry>>) -> impl Stream<Item = Event> + Send {
+    stream::unfold(
+        (backlog.into_iter(), 0usize),
+        |(mut rest, mut bytes)| async move {
+            loop {
+                let e = rest.next()?;
+                bytes += e.data.len() + e.event.len();
+                if bytes >= BACKLOG_SLICE {
+                    bytes = 0;
+                    tokio::task::yield_now().await;
+                }
+                if let Some(ev) = event(&e) {
+                    return Some((ev, (rest, bytes)));
+                }
+            }
+        },
+    )
 }
 
 /// The last event of a stream cut off because its reader fell behind.
