@@ -87,10 +87,12 @@ impl Server {
         let verifier = verifier(&config)?;
         let engine = engine(&config)?;
         let backends = Backends::choose(&config).await?;
+        let (call_default, call_by_name) = config.call_policies();
         let registry = Arc::new(
             Registry::new(Arc::new(engine), backends.kv.clone())
                 .with_presence(backends.presence.clone())
-                .with_outbound(config.outbound_settings()),
+                .with_outbound(config.outbound_settings())
+                .with_call_policy(call_default, call_by_name),
         );
         let (layer, io) = socketio(&config, backends.driver.clone());
         let tls = crate::tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;

@@ -37,6 +37,12 @@ pub enum CallError {
     /// The call ran past its CPU deadline and was interrupted.
     #[error("plugin call exceeded its {0} ms deadline")]
     Timeout(u64),
+    /// The call (host calls and instantiation included) ran past its wall-clock deadline.
+    #[error("plugin call exceeded its {0} ms wall-clock deadline")]
+    WallTimeout(u64),
+    /// The plugin has as many instances alive as it may (`max_instances`); refused at once.
+    #[error("the plugin is busy: all its {0} instances are in use")]
+    Busy(usize),
     /// The plugin tried to grow its memory past its cap.
     #[error("plugin exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
@@ -52,7 +58,8 @@ impl CallError {
     /// The stable code a client sees for this failure.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Timeout(_) => "plugin_timeout",
+            Self::Timeout(_) | Self::WallTimeout(_) => "plugin_timeout",
+            Self::Busy(_) => "plugin_busy",
             Self::MemoryLimit(_) => "plugin_memory_limit",
             Self::Trap(_) => "plugin_error",
             Self::Unavailable(_) => "plugin_unavailable",
@@ -63,6 +70,8 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "timeout",
+            Self::WallTimeout(_) => "wall_timeout",
+            Self::Busy(_) => "busy",
             Self::MemoryLimit(_) => "memory",
             Self::Trap(_) => "trap",
             Self::Unavailable(_) => "unavailable",

@@ -33,4 +33,4 @@ pub use types::{
     Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
     Transport,
 };
-pub use version::{Answer, Counters, Isolation, Limits, PluginVersion};
+pub use version::{Answer, CallPolicy, Counters, Isolation, Limits, PluginVersion};

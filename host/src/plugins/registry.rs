@@ -15,7 +15,7 @@ use super::canary::Canary;
 use super::engine::PluginEngine;
 use super::error::{LoadError, RegistryError};
 use super::kv::KvStore;
-use super::version::{Limits, LoadSpec, PluginVersion};
+use super::version::{CallPolicy, Limits, LoadSpec, PluginVersion, Quota};
 
 /// Revisions kept per plugin (the active one and the canary are never evicted).
 pub const MAX_REVISIONS: usize = 10;
@@ -339,6 +339,10 @@ pub struct Registry {
     outbound_settings: HashMap<String, crate::outbound::OutboundSettings>,
     /// One client per plugin, shared by its versions (its in-flight cap and counters).
     outbound: Mutex<HashMap<String, Arc<crate::outbound::Outbound>>>,
+    /// The operator's call bounds: the default, and by plugin name (node config).
+    call_policy: (CallPolicy, HashMap<String, CallPolicy>),
+    /// One instance quota per plugin, shared by its versions.
+    quotas: Mutex<HashMap<String, Arc<Quota>>>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
 
@@ -366,6 +370,8 @@ impl Registry {
             timers: crate::timers::Timers::default(),
             outbound_settings: HashMap::new(),
             outbound: Mutex::default(),
+            call_policy: (CallPolicy::default(), HashMap::new()),
+            quotas: Mutex::default(),
             slots: RwLock::default(),
         }
     }
@@ -383,6 +389,32 @@ impl Registry {
     ) -> Self {
         self.outbound_settings = settings;
         self
+    }
+
+    /// Bound every plugin's calls by `default`, or by its entry in `by_name`.
+    pub fn with_call_policy(
+        mut self,
+        default: CallPolicy,
+        by_name: HashMap<String, CallPolicy>,
+    ) -> Self {
+        self.call_policy = (default, by_name);
+        self
+    }
+
+    /// The call bounds of plugin `name`.
+    pub fn call_policy(&self, name: &str) -> CallPolicy {
+        let (default, by_name) = &self.call_policy;
+        by_name.get(name).copied().unwrap_or(*default)
+    }
+
+    fn quota(&self, name: &str) -> Arc<Quota> {
+        let max = self.call_policy(name).max_instances;
+        self.quotas
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_insert_with(|| Quota::new(max))
+            .clone()
     }
 
     fn outbound(&self, name: &str) -> Arc<crate::outbound::Outbound> {
@@ -419,6 +451,8 @@ impl Registry {
             conns: self.conns.space(name),
             timers: self.timers.space(name),
             outbound: self.outbound(name),
+            wall_timeout: self.call_policy(name).wall_timeout,
+            quota: self.quota(name),
         };
         let version = PluginVersion::load(self.engine.clone(), wasm, spec).await?;
         if version.manifest.name != name {
