@@ -251,6 +251,10 @@ pub struct RuntimeConfig {
     pub call_wall_timeout_ms: u64,
     /// Default cap on one plugin's instances alive at once; 0: a quarter of `max_instances`.
     pub max_instances_per_plugin: usize,
+    /// Plugins compiled at once (uploads, replication, start); more wait their turn.
+    pub max_concurrent_compiles: usize,
+    /// The longest one compile may take, its wait for a turn included.
+    pub compile_timeout_ms: u64,
     /// KV keys one plugin may hold (memory backend).
     pub kv_max_keys: usize,
     /// Largest plugin accepted, in bytes.
@@ -268,6 +272,8 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             call_wall_timeout_ms: CallPolicy::default().wall_timeout.as_millis() as u64,
             max_instances_per_plugin: 0,
+            max_concurrent_compiles: 2,
+            compile_timeout_ms: 60_000,
             kv_max_keys: 100_000,
             max_plugin_bytes: 32 << 20,
         }

@@ -321,6 +321,8 @@ fn engine(config: &Config) -> Result<PluginEngine, StartError> {
         max_instances: config.runtime.max_instances,
         max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(largest_mb << 20),
         cache_dir: config.cache_dir.clone(),
+        max_concurrent_compiles: config.runtime.max_concurrent_compiles,
+        compile_timeout: Duration::from_millis(config.runtime.compile_timeout_ms),
         ..EngineSettings::default()
     })
     .map_err(|e| StartError::Engine(format!("{e:#}")))

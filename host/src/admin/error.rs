@@ -77,6 +77,7 @@ impl AdminError {
                 LoadError::WrongWorld(_) | LoadError::Describe(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
+                LoadError::CompileTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
                 LoadError::Io { .. } | LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::Registry(e) => Self::registry_status(e),
@@ -100,6 +101,7 @@ impl AdminError {
                 LoadError::WrongWorld(_) => "wrong_world",
                 LoadError::Describe(_) => "describe_failed",
                 LoadError::TooLarge { .. } => "plugin_too_large",
+                LoadError::CompileTimeout(_) => "compile_timeout",
                 LoadError::Registry(e) => Self::registry_code(e),
                 LoadError::Io { .. } | LoadError::Compiler(_) => "internal",
             },

@@ -226,6 +226,12 @@ impl Collector for Snapshot {
         let s = &self.0;
         let slots = s.registry.list();
 
+        family(
+            &mut enc,
+            "plugin_compile_timeouts",
+            "Plugin compiles given up at runtime.compile_timeout_ms (the upload or load failed, nothing changed)",
+            &[(Vec::new(), counter(s.registry.compile_timeouts()))],
+        )?;
         let conns = connection_gauges(&s.io, &slots);
         family(
             &mut enc,

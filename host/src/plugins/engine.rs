@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -24,6 +24,10 @@ pub struct EngineSettings {
     pub max_memory_bytes: usize,
     /// Where compiled artifacts are kept; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Compiles that may run at once (each on a blocking thread); more wait.
+    pub max_concurrent_compiles: usize,
+    /// The longest a compile may take, its wait for a turn included.
+    pub compile_timeout: Duration,
 }
 
 impl Default for EngineSettings {
@@ -33,6 +37,8 @@ impl Default for EngineSettings {
             max_instances: 1000,
             max_memory_bytes: 256 << 20,
             cache_dir: None,
+            max_concurrent_compiles: 2,
+            compile_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -44,6 +50,9 @@ pub struct PluginEngine {
     pub(super) tick: Duration,
     cache_dir: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
+    compiles: Arc<tokio::sync::Semaphore>,
+    compile_timeout: Duration,
+    compile_timeouts: AtomicU64,
 }
 
 impl Drop for PluginEngine {
@@ -93,7 +102,47 @@ impl PluginEngine {
             tick: settings.tick,
             cache_dir: settings.cache_dir.clone(),
             stop_ticker,
+            compiles: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_compiles.max(1),
+            )),
+            compile_timeout: settings.compile_timeout,
+            compile_timeouts: AtomicU64::new(0),
         })
+    }
+
+    /// Compiles given up at `compile_timeout` so far.
+    pub fn compile_timeouts(&self) -> u64 {
+        self.compile_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// [`compile`](Self::compile) on a blocking thread, at most
+    /// `max_concurrent_compiles` at once, given up after `compile_timeout`
+    /// (the wait for a turn included). A compile given up on keeps its
+    /// thread and its turn until wasmtime returns (it cannot be interrupted),
+    /// so the bound on concurrent compiles holds; its result is dropped.
+    pub(super) async fn compile_bounded(
+        self: &Arc<Self>,
+        wasm: Arc<[u8]>,
+        sha256: String,
+    ) -> Result<Component, LoadError> {
+        let deadline = tokio::time::Instant::now() + self.compile_timeout;
+        let timed_out = || {
+            self.compile_timeouts.fetch_add(1, Ordering::Relaxed);
+            LoadError::CompileTimeout(self.compile_timeout.as_millis() as u64)
+        };
+        let turn = tokio::time::timeout_at(deadline, self.compiles.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .expect("the compile semaphore is never closed");
+        let engine = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            engine.compile(&wasm, &sha256)
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(done) => done?,
+            Err(_) => Err(timed_out()),
+        }
     }
 
     /// Compile `wasm` (or load its cached artifact). CPU-heavy: call from a blocking thread.
@@ -175,4 +224,67 @@ impl PluginEngine {
 /// Hex sha256 of a plugin's bytes: its identity in caches, versions and the admin API.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo() -> Arc<[u8]> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/wasm32-wasip2/plugin/echo.wasm"
+        );
+        std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; build the plugins first with `make plugins`"))
+            .into()
+    }
+
+    fn engine(settings: EngineSettings) -> Arc<PluginEngine> {
+        Arc::new(PluginEngine::new(&settings).expect("engine"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compile_waits_for_a_turn_and_gives_up_at_its_timeout() {
+        let e = engine(EngineSettings {
+            max_concurrent_compiles: 1,
+            compile_timeout: Duration::from_millis(200),
+            ..EngineSettings::default()
+        });
+        let wasm = echo();
+        let sha = sha256_hex(&wasm);
+        // Another compile holds the only turn.
+        let turn = e.compiles.clone().acquire_owned().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = e
+            .compile_bounded(wasm.clone(), sha.clone())
+            .await
+            .expect_err("no turn within the timeout");
+        assert!(matches!(err, LoadError::CompileTimeout(200)), "{err:?}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(e.compile_timeouts(), 1);
+        drop(turn);
+        assert_eq!(e.compiles.available_permits(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compile_over_its_timeout_fails_and_keeps_its_turn_until_done() {
+        let e = engine(EngineSettings {
+            compile_timeout: Duration::from_millis(1),
+            max_concurrent_compiles: 1,
+            ..EngineSettings::default()
+        });
+        let wasm = echo();
+        let err = e
+            .compile_bounded(wasm.clone(), sha256_hex(&wasm))
+            .await
+            .expect_err("echo does not compile in 1 ms");
+        assert!(matches!(err, LoadError::CompileTimeout(1)), "{err:?}");
+        // The abandoned compile still runs and holds the one turn.
+        assert_eq!(e.compiles.available_permits(), 0);
+        let turn = tokio::time::timeout(Duration::from_secs(60), e.compiles.acquire())
+            .await
+            .expect("the abandoned compile ends");
+        drop(turn);
+    }
 }

@@ -20,6 +20,11 @@ pub enum LoadError {
     /// The plugin is valid but cannot be put in service (mount taken, ...).
     #[error("cannot be mounted: {0}")]
     Registry(#[from] RegistryError),
+    /// Compiling took longer than `runtime.compile_timeout_ms` (its wait for a turn included).
+    #[error(
+        "compiling the plugin took over {0} ms (runtime.compile_timeout_ms); nothing was changed"
+    )]
+    CompileTimeout(u64),
     /// The compiler task died (a bug or the runtime shutting down), not the plugin's fault.
     #[error("the compiler task failed: {0}")]
     Compiler(#[from] tokio::task::JoinError),

@@ -430,6 +430,11 @@ impl Registry {
             .clone()
     }
 
+    /// Compiles given up at the engine's compile timeout so far.
+    pub fn compile_timeouts(&self) -> u64 {
+        self.engine.compile_timeouts()
+    }
+
     /// Who is in which channel; plugins read it through the `presence` import.
     pub fn presence(&self) -> &Arc<crate::presence::Presence> {
         &self.presence

@@ -183,11 +183,7 @@ impl PluginVersion {
         spec: LoadSpec,
     ) -> Result<Arc<Self>, LoadError> {
         let sha256 = sha256_hex(&wasm);
-        let (compiled_engine, bytes, sha) = (engine.clone(), wasm.clone(), sha256.clone());
-        let component: Component =
-            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha))
-                .await
-                .map_err(|e| LoadError::NotAComponent(format!("compiler task failed: {e}")))??;
+        let component: Component = engine.compile_bounded(wasm.clone(), sha256.clone()).await?;
 
         // Unknown imports (the WASI interfaces std pulls in) trap when called:
         // a plugin gets no files, network, environment or clock beyond ours.
