@@ -26,7 +26,7 @@ pub use error::{CallError, LoadError, RegistryError};
 pub use kv::{KvBackend, KvError, KvResult, KvSpace, KvStore};
 pub use registry::{
     ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
-    Rollout, SlotEvent,
+    Rollout, SlotEvent, SlotState,
 };
 pub use stats::Histogram;
 pub use types::{

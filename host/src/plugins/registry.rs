@@ -41,6 +41,7 @@ pub struct SlotEvent {
     pub message: String,
 }
 
+#[derive(Clone)]
 struct History {
     revisions: VecDeque<Revision>,
     active: u64,
@@ -246,6 +247,25 @@ impl PluginSlot {
         *self.unmounted.borrow()
     }
 
+    /// The revisions, active version and canary now, to [`put_back`](Self::put_back)
+    /// if a change cannot be saved.
+    pub fn state(&self) -> SlotState {
+        let history = self.history.lock().unwrap().clone();
+        SlotState {
+            history,
+            active: self.active.load_full(),
+            canary: self.canary.load_full(),
+        }
+    }
+
+    /// Undo the changes made since `state` was taken.
+    pub fn put_back(&self, state: SlotState) {
+        let mut h = self.history.lock().unwrap();
+        *h = state.history;
+        self.active.store(state.active);
+        self.canary.store(state.canary);
+    }
+
     fn activate(&self, h: &mut History, target: &Revision) {
         let old = self.active.swap(target.version.clone());
         h.active = target.id;
@@ -309,6 +329,13 @@ fn push_event(h: &mut History, kind: &'static str, revision: u64, message: Strin
     while h.events.len() > MAX_EVENTS {
         h.events.pop_front();
     }
+}
+
+/// A slot as it was: see [`PluginSlot::state`].
+pub struct SlotState {
+    history: History,
+    active: Arc<PluginVersion>,
+    canary: Option<Arc<Canary>>,
 }
 
 /// What the operator configured for a plugin.
@@ -582,11 +609,28 @@ impl Registry {
     /// Take `name` out of service: new connections are refused and streams
     /// listening to [`PluginSlot::unmounted`] end.
     pub fn remove(&self, name: &str) -> Option<Arc<PluginSlot>> {
-        let slot = self.slots.write().unwrap().remove(name)?;
-        slot.unmounted.send_replace(true);
-        self.timers.remove(name);
-        self.conns.remove(name);
+        let slot = self.detach(name)?;
+        self.close(&slot);
         Some(slot)
+    }
+
+    /// Take `name` out of the set, nothing more: new connections find no
+    /// plugin, open ones keep working until [`close`](Self::close) (or go on
+    /// after [`reattach`](Self::reattach)).
+    pub fn detach(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.write().unwrap().remove(name)
+    }
+
+    /// Put a detached slot back.
+    pub fn reattach(&self, slot: Arc<PluginSlot>) {
+        self.slots.write().unwrap().insert(slot.name.clone(), slot);
+    }
+
+    /// End a detached slot: its streams end, its timers and connection state go.
+    pub fn close(&self, slot: &PluginSlot) {
+        slot.unmounted.send_replace(true);
+        self.timers.remove(&slot.name);
+        self.conns.remove(&slot.name);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<PluginSlot>> {
