@@ -732,6 +732,26 @@ fn set_path(doc: &mut toml::Table, path: &str, value: &str) -> Result<(), String
 mod tests {
     use super::*;
 
+    #[test]
+    fn call_bounds_default_to_the_runtime_and_a_plugin_may_set_its_own() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("PORTICO_RUNTIME__MAX_INSTANCES", "400"),
+                ("PORTICO_PLUGINS__SLOW__CALL_WALL_TIMEOUT_MS", "250"),
+                ("PORTICO_PLUGINS__SMALL__MAX_INSTANCES", "3"),
+            ]),
+        )
+        .unwrap();
+        let (default, by_name) = c.call_policies();
+        assert_eq!(default.max_instances, 100, "a quarter of max_instances");
+        assert_eq!(default.wall_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(by_name["slow"].wall_timeout.as_millis(), 250);
+        assert_eq!(by_name["slow"].max_instances, 100);
+        assert_eq!(by_name["small"].max_instances, 3);
+        assert_eq!(by_name["small"].wall_timeout, default.wall_timeout);
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

@@ -224,7 +224,9 @@ impl PluginVersion {
             version_label: Arc::from("?"),
             warm: Mutex::new(Vec::new()),
             wall_timeout: spec.wall_timeout,
-            quota: spec.quota,
+            // Validation does not count against the plugin's quota: a fixed
+            // version can be deployed while every instance of the old one is stuck.
+            quota: Quota::new(1),
         };
         let manifest = match version.describe().await {
             Ok(m) => m,
@@ -235,6 +237,7 @@ impl PluginVersion {
         version.manifest = manifest;
         // Instances made before the manifest was known carry a placeholder version label.
         version.warm.get_mut().unwrap().clear();
+        version.quota = spec.quota;
         Ok(Arc::new(version))
     }
 
