@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::AuthMode;
-use crate::plugins::{Isolation, Limits, PluginSettings};
+use crate::plugins::{CallPolicy, Isolation, Limits, PluginSettings};
 
 /// Shortest HS256/384/512 secret accepted outside `--dev`.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -252,6 +252,14 @@ pub struct RuntimeConfig {
     pub max_warm_instances: usize,
     /// Instances that may exist at once across all plugins.
     pub max_instances: u32,
+    /// Default wall-clock deadline of one plugin call, host calls included.
+    pub call_wall_timeout_ms: u64,
+    /// Default cap on one plugin's instances alive at once; 0: a quarter of `max_instances`.
+    pub max_instances_per_plugin: usize,
+    /// Plugins compiled at once (uploads, replication, start); more wait their turn.
+    pub max_concurrent_compiles: usize,
+    /// The longest one compile may take, its wait for a turn included.
+    pub compile_timeout_ms: u64,
     /// KV keys one plugin may hold (memory backend).
     pub kv_max_keys: usize,
     /// Largest plugin accepted, in bytes.
@@ -267,6 +275,10 @@ impl Default for RuntimeConfig {
             isolation: limits.isolation,
             max_warm_instances: limits.max_warm,
             max_instances: 1000,
+            call_wall_timeout_ms: CallPolicy::default().wall_timeout.as_millis() as u64,
+            max_instances_per_plugin: 0,
+            max_concurrent_compiles: 2,
+            compile_timeout_ms: 60_000,
             kv_max_keys: 100_000,
             max_plugin_bytes: 32 << 20,
         }
@@ -482,6 +494,10 @@ pub struct PluginConfig {
     pub memory_limit_mb: Option<usize>,
     pub isolation: Option<Isolation>,
     pub max_warm_instances: Option<usize>,
+    /// Wall-clock deadline of one call; default `runtime.call_wall_timeout_ms`.
+    pub call_wall_timeout_ms: Option<u64>,
+    /// Instances of this plugin alive at once; default `runtime.max_instances_per_plugin`.
+    pub max_instances: Option<usize>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
     /// Values the plugin reads with `config::get`. Numbers and booleans are
@@ -583,6 +599,32 @@ impl Config {
             },
             config: p.config,
         }
+    }
+
+    /// The call bounds of plugins without a `[plugins.<name>]` entry, and of those with one.
+    pub fn call_policies(&self) -> (CallPolicy, HashMap<String, CallPolicy>) {
+        let r = &self.runtime;
+        let default = CallPolicy {
+            wall_timeout: std::time::Duration::from_millis(r.call_wall_timeout_ms),
+            max_instances: match r.max_instances_per_plugin {
+                0 => (r.max_instances as usize / 4).max(1),
+                n => n,
+            },
+        };
+        let by_name = self
+            .plugins
+            .iter()
+            .map(|(name, p)| {
+                let policy = CallPolicy {
+                    wall_timeout: p
+                        .call_wall_timeout_ms
+                        .map_or(default.wall_timeout, std::time::Duration::from_millis),
+                    max_instances: p.max_instances.unwrap_or(default.max_instances),
+                };
+                (name.clone(), policy)
+            })
+            .collect();
+        (default, by_name)
     }
 
     /// Every configured plugin's outbound HTTP settings (checked when the config was loaded).
@@ -706,6 +748,26 @@ fn set_path(doc: &mut toml::Table, path: &str, value: &str) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_bounds_default_to_the_runtime_and_a_plugin_may_set_its_own() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("PORTICO_RUNTIME__MAX_INSTANCES", "400"),
+                ("PORTICO_PLUGINS__SLOW__CALL_WALL_TIMEOUT_MS", "250"),
+                ("PORTICO_PLUGINS__SMALL__MAX_INSTANCES", "3"),
+            ]),
+        )
+        .unwrap();
+        let (default, by_name) = c.call_policies();
+        assert_eq!(default.max_instances, 100, "a quarter of max_instances");
+        assert_eq!(default.wall_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(by_name["slow"].wall_timeout.as_millis(), 250);
+        assert_eq!(by_name["slow"].max_instances, 100);
+        assert_eq!(by_name["small"].max_instances, 3);
+        assert_eq!(by_name["small"].wall_timeout, default.wall_timeout);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -19,6 +19,7 @@
 //! - [`ops`]: health probes, metrics, the AsyncAPI document, shutdown.
 //! - [`demo`]: the demo page (`--demo`).
 //! - [`http_error`]: the one HTTP error shape and its logging middleware.
+//! - [`durable`]: files written so they survive a crash or a power loss.
 //! - [`tls`]: HTTPS with HTTP/2.
 //! - [`state`]: what every route shares.
 //! - [`server`]: wiring it together.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod connstate;
 pub mod control;
 pub mod demo;
+pub mod durable;
 pub mod gateway;
 pub mod http_error;
 pub mod net;

@@ -89,10 +89,12 @@ impl Server {
         let verifier = verifier(&config)?;
         let engine = engine(&config)?;
         let backends = Backends::choose(&config).await?;
+        let (call_default, call_by_name) = config.call_policies();
         let registry = Arc::new(
             Registry::new(Arc::new(engine), backends.kv.clone())
                 .with_presence(backends.presence.clone())
-                .with_outbound(config.outbound_settings()),
+                .with_outbound(config.outbound_settings())
+                .with_call_policy(call_default, call_by_name),
         );
         let channels = channels(&config, &backends).await?;
         let recovery = recovery(&config, &backends, &channels);
@@ -324,6 +326,8 @@ fn engine(config: &Config) -> Result<PluginEngine, StartError> {
         max_instances: config.runtime.max_instances,
         max_memory_bytes: (config.runtime.memory_limit_mb << 20).max(largest_mb << 20),
         cache_dir: config.cache_dir.clone(),
+        max_concurrent_compiles: config.runtime.max_concurrent_compiles,
+        compile_timeout: Duration::from_millis(config.runtime.compile_timeout_ms),
         ..EngineSettings::default()
     })
     .map_err(|e| StartError::Engine(format!("{e:#}")))

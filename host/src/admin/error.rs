@@ -43,6 +43,11 @@ pub enum AdminError {
     /// The registry cannot do that (no earlier revision, no canary, ...).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The change could not be saved to the data directory; it was undone.
+    #[error(
+        "the change could not be saved to the data directory, so it was not made (see the node's log)"
+    )]
+    NotSaved,
     /// Something on this node failed; details are in its log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +62,7 @@ impl From<ControlError> for AdminError {
             ControlError::NotFound(name) => Self::NotFound(name),
             ControlError::Load(e) => Self::Load(e),
             ControlError::Registry(e) => Self::Registry(e),
+            ControlError::NotSaved(_) => Self::NotSaved,
         }
     }
 }
@@ -77,10 +83,11 @@ impl AdminError {
                 LoadError::WrongWorld(_) | LoadError::Describe(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
+                LoadError::CompileTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
                 LoadError::Io { .. } | LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::Registry(e) => Self::registry_status(e),
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::NotSaved => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Presence(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -100,11 +107,13 @@ impl AdminError {
                 LoadError::WrongWorld(_) => "wrong_world",
                 LoadError::Describe(_) => "describe_failed",
                 LoadError::TooLarge { .. } => "plugin_too_large",
+                LoadError::CompileTimeout(_) => "compile_timeout",
                 LoadError::Registry(e) => Self::registry_code(e),
                 LoadError::Io { .. } | LoadError::Compiler(_) => "internal",
             },
             Self::Registry(e) => Self::registry_code(e),
             Self::Internal(_) => "internal",
+            Self::NotSaved => "not_saved",
             Self::Presence(_) => "presence_unavailable",
         }
     }

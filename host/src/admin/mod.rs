@@ -38,7 +38,7 @@ pub use records::{
 pub use store::{DataDir, Restored};
 
 use crate::config::Config;
-use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet};
+use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, SinkError};
 use crate::state::AppState;
 
 /// The admin side of a node.
@@ -114,22 +114,36 @@ fn find(state: &AppState, name: &str) -> error::Result<Arc<crate::plugins::Plugi
 }
 
 /// Saves the plugin set to the data directory after every change made while
-/// serving. A failed save is logged; the change itself has happened and keeps
-/// serving.
+/// serving. A local change (admin API) that cannot be saved fails and is
+/// undone (the API answers `500 not_saved`, the previous set keeps serving);
+/// a change applied from the cluster is logged and kept (the cluster's set
+/// is the one to serve).
 struct Persist(Arc<DataDir>);
 
 impl ChangeSink for Persist {
-    fn on_change<'a>(&'a self, event: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()> {
+    fn on_change<'a>(
+        &'a self,
+        event: &'a ChangeEvent,
+        set: PluginSet<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             if event.origin == Origin::Startup {
-                return;
+                return Ok(());
             }
             let store = self.0.clone();
             let snapshot = store::Snapshot::of(set.registry, set.removed.clone());
-            match tokio::task::spawn_blocking(move || store.save(&snapshot)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("could not save the plugin set: {e}"),
-                Err(e) => tracing::error!("could not save the plugin set: {e}"),
+            let error = match tokio::task::spawn_blocking(move || store.save(&snapshot)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(
+                plugin = event.change.name(),
+                "could not save the plugin set: {error}"
+            );
+            match event.origin {
+                Origin::Local => Err(SinkError(error)),
+                _ => Ok(()),
             }
         })
     }

@@ -62,6 +62,8 @@ pub(super) async fn get_plugin(
         (status = 413, description = "Over runtime.max_plugin_bytes", body = ErrorBody),
         (status = 415, description = "Not sent as application/wasm", body = ErrorBody),
         (status = 422, description = "Wrong world, or describe() failed", body = ErrorBody),
+        (status = 500, description = "not_saved: the data directory could not save it; nothing changed", body = ErrorBody),
+        (status = 503, description = "compile_timeout: compiling took over runtime.compile_timeout_ms", body = ErrorBody),
     ))]
 pub(super) async fn put_plugin(
     State(state): State<AppState>,
@@ -108,7 +110,7 @@ pub(super) async fn put_plugin(
 /// {reason: "plugin_removed"}` and are disconnected; SSE streams end.
 #[utoipa::path(delete, path = "/admin/v1/plugins/{name}", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
-    responses((status = 200, body = Removed), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Removed), (status = 404, body = ErrorBody), (status = 500, description = "not_saved: the data directory could not save it; nothing changed", body = ErrorBody)))]
 pub(super) async fn delete_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,

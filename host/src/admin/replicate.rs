@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use super::records::{
     Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
 };
-use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, Txn};
+use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, SinkError, Txn};
 use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout, sha256_hex};
 
 /// How often a node compares its plugin set with the cluster's.
@@ -303,11 +303,16 @@ fn matches(v: &PluginVersion, rec: &PluginRecord) -> bool {
 
 /// Local changes are recorded in Redis and announced, under the control lock.
 impl ChangeSink for Replicator {
-    fn on_change<'a>(&'a self, event: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()> {
+    fn on_change<'a>(
+        &'a self,
+        event: &'a ChangeEvent,
+        set: PluginSet<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             if event.origin == Origin::Local {
                 self.announce(set.registry, event.change.name()).await;
             }
+            Ok(())
         })
     }
 }

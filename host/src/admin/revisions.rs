@@ -33,7 +33,7 @@ pub(super) struct RollbackQuery {
 /// `to` ends the canary and keeps the active version.
 #[utoipa::path(post, path = "/admin/v1/plugins/{name}/rollback", tag = "versions",
     params(("name" = String, Path, description = "Plugin name"), RollbackQuery),
-    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, description = "not_saved: the data directory could not save it; nothing changed", body = ErrorBody)))]
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -47,7 +47,7 @@ pub(super) async fn rollback(
 /// Make the running canary active for every connection.
 #[utoipa::path(post, path = "/admin/v1/plugins/{name}/promote", tag = "versions",
     params(("name" = String, Path, description = "Plugin name")),
-    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 500, description = "not_saved: the data directory could not save it; nothing changed", body = ErrorBody)))]
 pub(super) async fn promote(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -8,8 +8,10 @@
 //! <data_dir>/cache/              compiled artifacts (default cache dir)
 //! ```
 //!
-//! Every file is written to a temporary name and renamed into place, so a
-//! crash leaves the old or the new file, never half of one.
+//! Every file is written to a temporary name, synced, renamed into place and
+//! its directory synced, so a crash or a power loss leaves the old or the new
+//! file, never half of one; temporary files left by a crash are removed at
+//! start ([`crate::durable`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -105,21 +107,21 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename.
+/// Write `bytes` to `path` so that a crash or power loss leaves the old file
+/// or the new one (see [`crate::durable`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    crate::durable::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 impl DataDir {
-    /// Open (creating) the directory.
+    /// Open (creating) the directory, and remove the temporary files of
+    /// writes a crash interrupted.
     pub fn open(root: &Path) -> Result<Self> {
         let blobs = root.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        for dir in [root, blobs.as_path()] {
+            crate::durable::remove_leftovers(dir).map_err(io_err(dir))?;
+        }
         Ok(Self {
             root: root.to_owned(),
         })
@@ -274,5 +276,28 @@ impl DataDir {
             version,
             installed_at: UNIX_EPOCH + Duration::from_millis(r.installed_at_ms),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_removes_the_temporary_files_of_interrupted_writes() {
+        let root = std::env::temp_dir().join(format!("portico-datadir-{}-tmp", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("blobs")).unwrap();
+        let leftovers = [root.join("state.tmp77"), root.join("blobs/ab12.tmp77")];
+        for path in &leftovers {
+            std::fs::write(path, b"half").unwrap();
+        }
+        std::fs::write(root.join(STATE), b"{}").unwrap();
+        DataDir::open(&root).unwrap();
+        for path in &leftovers {
+            assert!(!path.exists(), "{} is left", path.display());
+        }
+        assert!(root.join(STATE).exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

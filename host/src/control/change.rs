@@ -100,7 +100,19 @@ pub trait Namespaces: Send + Sync {
 
 /// Reacts to every change, in order, under the control lock (the data
 /// directory saves, the replicator announces). A change is answered once
-/// every sink ran, so "201 Created" means saved and shared too.
+/// every sink ran, so "201 Created" means saved and shared too. A sink that
+/// fails ([`SinkError`]) undoes the change: the later sinks do not run, the
+/// plugin set is put back as it was and the caller gets
+/// [`super::ControlError::NotSaved`].
 pub trait ChangeSink: Send + Sync {
-    fn on_change<'a>(&'a self, event: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()>;
+    fn on_change<'a>(
+        &'a self,
+        event: &'a ChangeEvent,
+        set: PluginSet<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
 }
+
+/// A sink could not make a change durable (the data directory cannot be written).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);

@@ -14,6 +14,9 @@ pub enum ControlError {
     /// The registry cannot do that (mount taken, no earlier revision, ...).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The change could not be saved (the data directory); it was undone.
+    #[error("the change could not be saved, nothing changed: {0}")]
+    NotSaved(#[from] super::change::SinkError),
 }
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use tokio::sync::{MutexGuard, broadcast};
 
-pub use change::{Change, ChangeEvent, ChangeSink, Namespaces, Origin, PluginSet};
+pub use change::{Change, ChangeEvent, ChangeSink, Namespaces, Origin, PluginSet, SinkError};
 pub use error::{ControlError, NamespaceError, Result};
 
 use crate::plugins::{
-    CanaryPolicy, Installed, PluginSettings, PluginSlot, PluginVersion, Registry, Revision, Rollout,
+    CanaryPolicy, Installed, PluginSettings, PluginSlot, PluginVersion, Registry, Revision,
+    Rollout, SlotState,
 };
 
 /// Change events kept for a slow observer before it lags.
@@ -188,8 +189,9 @@ impl Txn<'_> {
         rollout: Rollout,
         origin: Origin,
     ) -> Result<Deployed> {
+        let before = self.registry().get(name).map(|s| s.state());
         let (installed, revision) = self.registry().deploy(name, mount, version, rollout)?;
-        self.removed.remove(name);
+        let was_removed = self.removed.remove(name);
         let slot = installed.slot().clone();
         let change = match &installed {
             Installed::New(_) => {
@@ -209,10 +211,24 @@ impl Txn<'_> {
                 rollout,
             },
         };
+        if let Err(e) = self.react(origin, change).await {
+            match before {
+                Some(state) => slot.put_back(state),
+                None => {
+                    self.registry().remove(name);
+                    if let Some(ns) = self.control.namespaces.get() {
+                        ns.unmount(&slot);
+                    }
+                }
+            }
+            if was_removed {
+                self.removed.insert(name.to_owned());
+            }
+            return Err(e.into());
+        }
         if let (Rollout::Canary(_), Some(control)) = (rollout, self.control.this.upgrade()) {
             canary::watch(control, slot, revision.id);
         }
-        self.react(origin, change).await;
         Ok(Deployed {
             installed,
             revision,
@@ -227,12 +243,14 @@ impl Txn<'_> {
         origin: Origin,
     ) -> Result<(Arc<PluginSlot>, Revision)> {
         let slot = self.find(name)?;
+        let before = slot.state();
         let revision = slot.rollback(to)?;
         let change = Change::RolledBack {
             slot: slot.clone(),
             revision: revision.clone(),
         };
-        self.react(origin, change).await;
+        self.react_or_put_back(origin, change, &slot, before)
+            .await?;
         Ok((slot, revision))
     }
 
@@ -243,32 +261,52 @@ impl Txn<'_> {
         origin: Origin,
     ) -> Result<(Arc<PluginSlot>, Revision)> {
         let slot = self.find(name)?;
+        let before = slot.state();
         let revision = slot.promote()?;
         let change = Change::Promoted {
             slot: slot.clone(),
             revision: revision.clone(),
         };
-        self.react(origin, change).await;
+        self.react_or_put_back(origin, change, &slot, before)
+            .await?;
         Ok((slot, revision))
     }
 
-    /// Take `name` out of service and close its namespace.
+    /// Take `name` out of service and close its namespace. The sinks run
+    /// (the removal is saved) before any socket is closed, so a removal that
+    /// cannot be saved leaves the plugin serving its clients.
     pub async fn remove(&mut self, name: &str, origin: Origin) -> Result<(Arc<PluginSlot>, usize)> {
         let slot = self
             .registry()
-            .remove(name)
+            .detach(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let was_removed = !self.removed.insert(name.to_owned());
+        let event = ChangeEvent {
+            origin,
+            change: Change::Removed {
+                slot: slot.clone(),
+                disconnected: slot.connections().0 as usize,
+            },
+        };
+        if let Err(e) = self.run_sinks(&event).await {
+            self.registry().reattach(slot);
+            if !was_removed {
+                self.removed.remove(name);
+            }
+            return Err(e.into());
+        }
+        self.registry().close(&slot);
         let disconnected = self
             .control
             .namespaces
             .get()
             .map_or(0, |ns| ns.unmount(&slot));
-        self.removed.insert(name.to_owned());
         let change = Change::Removed {
             slot: slot.clone(),
             disconnected,
         };
-        self.react(origin, change).await;
+        // No observer is fine.
+        let _ = self.control.events.send(ChangeEvent { origin, change });
         Ok((slot, disconnected))
     }
 
@@ -283,7 +321,10 @@ impl Txn<'_> {
             revision,
             reason: reason.to_owned(),
         };
-        self.react(Origin::Local, change).await;
+        // The canary ends on this node even if that cannot be saved: it failed.
+        if let Err(e) = self.react(Origin::Local, change).await {
+            tracing::error!(plugin = %slot.name, "the canary was ended but that could not be saved: {e}");
+        }
         true
     }
 
@@ -304,19 +345,39 @@ impl Txn<'_> {
         self.removed.insert(name.to_owned());
     }
 
-    /// Run the sinks, in order, then tell the observers.
-    async fn react(&mut self, origin: Origin, change: Change) {
+    /// Run the sinks, in order, then tell the observers. A failed sink
+    /// stops there: the caller undoes the change and nobody is told.
+    async fn react(&mut self, origin: Origin, change: Change) -> Result<(), SinkError> {
         let event = ChangeEvent { origin, change };
+        self.run_sinks(&event).await?;
+        // No observer is fine.
+        let _ = self.control.events.send(event);
+        Ok(())
+    }
+
+    /// [`react`](Self::react), and on a failed sink put `slot` back as `before`.
+    async fn react_or_put_back(
+        &mut self,
+        origin: Origin,
+        change: Change,
+        slot: &PluginSlot,
+        before: SlotState,
+    ) -> Result<(), SinkError> {
+        self.react(origin, change)
+            .await
+            .inspect_err(|_| slot.put_back(before))
+    }
+
+    async fn run_sinks(&mut self, event: &ChangeEvent) -> Result<(), SinkError> {
         let sinks = self.control.sinks.lock().unwrap().clone();
         for sink in sinks {
             let set = PluginSet {
                 registry: &self.control.registry,
                 removed: &self.removed,
             };
-            sink.on_change(&event, set).await;
+            sink.on_change(event, set).await?;
         }
-        // No observer is fine.
-        let _ = self.control.events.send(event);
+        Ok(())
     }
 }
 

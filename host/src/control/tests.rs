@@ -36,7 +36,11 @@ type Seen = (Origin, &'static str, String, Vec<String>);
 struct Log(Mutex<Vec<Seen>>);
 
 impl ChangeSink for Log {
-    fn on_change<'a>(&'a self, e: &'a ChangeEvent, set: PluginSet<'a>) -> BoxFuture<'a, ()> {
+    fn on_change<'a>(
+        &'a self,
+        e: &'a ChangeEvent,
+        set: PluginSet<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         let kind = match &e.change {
             Change::Mounted { .. } => "mounted",
             Change::Deployed { .. } => "deployed",
@@ -50,7 +54,7 @@ impl ChangeSink for Log {
             .lock()
             .unwrap()
             .push((e.origin, kind, e.change.name().to_owned(), removed));
-        Box::pin(async {})
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -158,4 +162,95 @@ async fn a_canary_abort_is_a_change_like_the_others() {
     assert!(!c.abort_canary(&slot, rev, "again").await);
     let last = log.0.lock().unwrap().last().cloned().unwrap();
     assert_eq!((last.0, last.1), (Origin::Local, "canary_aborted"));
+}
+
+/// Fails every change while `.0` is set, like a data directory that cannot be written.
+#[derive(Default)]
+struct Failing(std::sync::atomic::AtomicBool);
+
+impl ChangeSink for Failing {
+    fn on_change<'a>(
+        &'a self,
+        _: &'a ChangeEvent,
+        _: PluginSet<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let fail = self.0.load(Ordering::SeqCst);
+        Box::pin(async move {
+            match fail {
+                true => Err(SinkError("disk full".into())),
+                false => Ok(()),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_cannot_be_saved_is_undone_and_not_announced() {
+    let c = control();
+    let (failing, log, ns) = (
+        Arc::new(Failing::default()),
+        Arc::new(Log::default()),
+        Arc::new(Ns::default()),
+    );
+    c.add_sink(failing.clone());
+    c.add_sink(log.clone());
+    c.attach_namespaces(ns.clone()).await.unwrap();
+    let s = PluginSettings::default();
+    let echo = plugin("echo");
+    for rollout in [Rollout::Now, Rollout::Now, Rollout::Canary(50)] {
+        c.deploy("echo", echo.clone(), &s, rollout, Origin::Local)
+            .await
+            .unwrap();
+    }
+    let slot = c.registry().get("echo").unwrap();
+    let revisions = |slot: &PluginSlot| {
+        let (revs, active) = slot.revisions();
+        (revs.iter().map(|r| r.id).collect::<Vec<_>>(), active)
+    };
+    assert_eq!(revisions(&slot), (vec![1, 2, 3], 2));
+    let mut events = c.subscribe();
+    let logged = log.0.lock().unwrap().len();
+
+    failing.0.store(true, Ordering::SeqCst);
+    let not_saved =
+        |r: Result<(), ControlError>| assert!(matches!(r, Err(ControlError::NotSaved(_))), "{r:?}");
+    not_saved(
+        c.deploy("echo", echo.clone(), &s, Rollout::Now, Origin::Local)
+            .await
+            .map(|_| ()),
+    );
+    not_saved(c.rollback("echo", Some("1")).await.map(|_| ()));
+    not_saved(c.promote("echo").await.map(|_| ()));
+    not_saved(c.remove("echo").await.map(|_| ()));
+    not_saved(
+        c.deploy("other", echo.clone(), &s, Rollout::Now, Origin::Local)
+            .await
+            .map(|_| ()),
+    );
+
+    // Nothing changed: the same revisions, active one and canary; still mounted.
+    let now = c.registry().get("echo").expect("still served");
+    assert!(Arc::ptr_eq(&now, &slot));
+    assert_eq!(revisions(&slot), (vec![1, 2, 3], 2));
+    assert_eq!(slot.canary().map(|c| c.revision), Some(3));
+    assert!(Arc::ptr_eq(&slot.active(), &slot.active_revision().version));
+    assert!(!slot.is_unmounted());
+    assert!(c.registry().get("other").is_none());
+    assert!(c.removed_names().await.is_empty());
+    // "other" was mounted then unmounted; "echo" was never unmounted.
+    assert_eq!(
+        (ns.0.load(Ordering::SeqCst), ns.1.load(Ordering::SeqCst)),
+        (2, 1)
+    );
+    assert_eq!(
+        log.0.lock().unwrap().len(),
+        logged,
+        "later sinks did not run"
+    );
+    assert!(events.try_recv().is_err(), "nothing was announced");
+
+    // Once saving works again, so do changes.
+    failing.0.store(false, Ordering::SeqCst);
+    c.promote("echo").await.unwrap();
+    assert_eq!(revisions(&slot), (vec![1, 2, 3], 3));
 }

@@ -248,6 +248,12 @@ impl Collector for Snapshot {
         let s = &self.0;
         let slots = s.registry.list();
 
+        family(
+            &mut enc,
+            "plugin_compile_timeouts",
+            "Plugin compiles given up at runtime.compile_timeout_ms (the upload or load failed, nothing changed)",
+            &[(Vec::new(), counter(s.registry.compile_timeouts()))],
+        )?;
         let conns = connection_gauges(&s.io, &slots);
         family(
             &mut enc,
@@ -447,6 +453,7 @@ impl Snapshot {
             for (kind, n) in [
                 ("trap", load(&c.traps)),
                 ("timeout", load(&c.timeouts)),
+                ("wall_timeout", load(&c.wall_timeouts)),
                 ("memory_limit", load(&c.memory_limit_hits)),
             ] {
                 let mut l = l.clone();
@@ -457,8 +464,25 @@ impl Snapshot {
         family(
             enc,
             "plugin_traps",
-            "Plugin calls stopped, by kind: trap (panic, fault), timeout (CPU budget), memory_limit (memory cap hit)",
+            "Plugin calls stopped, by kind: trap (panic, fault), timeout (CPU budget), wall_timeout (wall-clock deadline, host calls included), memory_limit (memory cap hit)",
             &failures,
+        )?;
+        family(
+            enc,
+            "plugin_busy",
+            "Plugin calls refused at once because the plugin had max_instances instances alive",
+            &rows(&|v| load(&v.counters.busy)),
+        )?;
+        let mut alive: Vec<(Labels, ConstGauge<i64>)> = Vec::new();
+        for slot in slots {
+            let n = slot.active().instances_alive() as i64;
+            alive.push((vec![("plugin", slot.name.clone())], gauge(n)));
+        }
+        family(
+            enc,
+            "plugin_instances",
+            "Instances of the plugin alive now (every version, warm or in a call), against its max_instances",
+            &alive,
         )?;
 
         let bounds = CALL_BUCKETS.map(Duration::from_secs_f64);

@@ -20,6 +20,11 @@ pub enum LoadError {
     /// The plugin is valid but cannot be put in service (mount taken, ...).
     #[error("cannot be mounted: {0}")]
     Registry(#[from] RegistryError),
+    /// Compiling took longer than `runtime.compile_timeout_ms` (its wait for a turn included).
+    #[error(
+        "compiling the plugin took over {0} ms (runtime.compile_timeout_ms); nothing was changed"
+    )]
+    CompileTimeout(u64),
     /// The compiler task died (a bug or the runtime shutting down), not the plugin's fault.
     #[error("the compiler task failed: {0}")]
     Compiler(#[from] tokio::task::JoinError),
@@ -37,6 +42,12 @@ pub enum CallError {
     /// The call ran past its CPU deadline and was interrupted.
     #[error("plugin call exceeded its {0} ms deadline")]
     Timeout(u64),
+    /// The call (host calls and instantiation included) ran past its wall-clock deadline.
+    #[error("plugin call exceeded its {0} ms wall-clock deadline")]
+    WallTimeout(u64),
+    /// The plugin has as many instances alive as it may (`max_instances`); refused at once.
+    #[error("the plugin is busy: all its {0} instances are in use")]
+    Busy(usize),
     /// The plugin tried to grow its memory past its cap.
     #[error("plugin exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
@@ -52,7 +63,8 @@ impl CallError {
     /// The stable code a client sees for this failure.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Timeout(_) => "plugin_timeout",
+            Self::Timeout(_) | Self::WallTimeout(_) => "plugin_timeout",
+            Self::Busy(_) => "plugin_busy",
             Self::MemoryLimit(_) => "plugin_memory_limit",
             Self::Trap(_) => "plugin_error",
             Self::Unavailable(_) => "plugin_unavailable",
@@ -63,6 +75,8 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "timeout",
+            Self::WallTimeout(_) => "wall_timeout",
+            Self::Busy(_) => "busy",
             Self::MemoryLimit(_) => "memory",
             Self::Trap(_) => "trap",
             Self::Unavailable(_) => "unavailable",

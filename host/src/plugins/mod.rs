@@ -26,11 +26,11 @@ pub use error::{CallError, LoadError, RegistryError};
 pub use kv::{KvBackend, KvError, KvResult, KvSpace, KvStore};
 pub use registry::{
     ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
-    Rollout, SlotEvent,
+    Rollout, SlotEvent, SlotState,
 };
 pub use stats::Histogram;
 pub use types::{
     Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
     Transport,
 };
-pub use version::{Answer, Counters, Isolation, Limits, PluginVersion};
+pub use version::{Answer, CallPolicy, Counters, Isolation, Limits, PluginVersion};

@@ -15,7 +15,7 @@ use super::canary::Canary;
 use super::engine::PluginEngine;
 use super::error::{LoadError, RegistryError};
 use super::kv::KvStore;
-use super::version::{Limits, LoadSpec, PluginVersion};
+use super::version::{CallPolicy, Limits, LoadSpec, PluginVersion, Quota};
 
 /// Revisions kept per plugin (the active one and the canary are never evicted).
 pub const MAX_REVISIONS: usize = 10;
@@ -41,6 +41,7 @@ pub struct SlotEvent {
     pub message: String,
 }
 
+#[derive(Clone)]
 struct History {
     revisions: VecDeque<Revision>,
     active: u64,
@@ -246,6 +247,25 @@ impl PluginSlot {
         *self.unmounted.borrow()
     }
 
+    /// The revisions, active version and canary now, to [`put_back`](Self::put_back)
+    /// if a change cannot be saved.
+    pub fn state(&self) -> SlotState {
+        let history = self.history.lock().unwrap().clone();
+        SlotState {
+            history,
+            active: self.active.load_full(),
+            canary: self.canary.load_full(),
+        }
+    }
+
+    /// Undo the changes made since `state` was taken.
+    pub fn put_back(&self, state: SlotState) {
+        let mut h = self.history.lock().unwrap();
+        *h = state.history;
+        self.active.store(state.active);
+        self.canary.store(state.canary);
+    }
+
     fn activate(&self, h: &mut History, target: &Revision) {
         let old = self.active.swap(target.version.clone());
         h.active = target.id;
@@ -311,6 +331,13 @@ fn push_event(h: &mut History, kind: &'static str, revision: u64, message: Strin
     }
 }
 
+/// A slot as it was: see [`PluginSlot::state`].
+pub struct SlotState {
+    history: History,
+    active: Arc<PluginVersion>,
+    canary: Option<Arc<Canary>>,
+}
+
 /// What the operator configured for a plugin.
 #[derive(Debug, Clone, Default)]
 pub struct PluginSettings {
@@ -339,6 +366,10 @@ pub struct Registry {
     outbound_settings: HashMap<String, crate::outbound::OutboundSettings>,
     /// One client per plugin, shared by its versions (its in-flight cap and counters).
     outbound: Mutex<HashMap<String, Arc<crate::outbound::Outbound>>>,
+    /// The operator's call bounds: the default, and by plugin name (node config).
+    call_policy: (CallPolicy, HashMap<String, CallPolicy>),
+    /// One instance quota per plugin, shared by its versions.
+    quotas: Mutex<HashMap<String, Arc<Quota>>>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
 
@@ -366,6 +397,8 @@ impl Registry {
             timers: crate::timers::Timers::default(),
             outbound_settings: HashMap::new(),
             outbound: Mutex::default(),
+            call_policy: (CallPolicy::default(), HashMap::new()),
+            quotas: Mutex::default(),
             slots: RwLock::default(),
         }
     }
@@ -385,6 +418,32 @@ impl Registry {
         self
     }
 
+    /// Bound every plugin's calls by `default`, or by its entry in `by_name`.
+    pub fn with_call_policy(
+        mut self,
+        default: CallPolicy,
+        by_name: HashMap<String, CallPolicy>,
+    ) -> Self {
+        self.call_policy = (default, by_name);
+        self
+    }
+
+    /// The call bounds of plugin `name`.
+    pub fn call_policy(&self, name: &str) -> CallPolicy {
+        let (default, by_name) = &self.call_policy;
+        by_name.get(name).copied().unwrap_or(*default)
+    }
+
+    fn quota(&self, name: &str) -> Arc<Quota> {
+        let max = self.call_policy(name).max_instances;
+        self.quotas
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_insert_with(|| Quota::new(max))
+            .clone()
+    }
+
     fn outbound(&self, name: &str) -> Arc<crate::outbound::Outbound> {
         let mut clients = self.outbound.lock().unwrap();
         let settings = self
@@ -396,6 +455,11 @@ impl Registry {
             .entry(name.to_owned())
             .or_insert_with(|| Arc::new(crate::outbound::Outbound::new(settings)))
             .clone()
+    }
+
+    /// Compiles given up at the engine's compile timeout so far.
+    pub fn compile_timeouts(&self) -> u64 {
+        self.engine.compile_timeouts()
     }
 
     /// Who is in which channel; plugins read it through the `presence` import.
@@ -419,6 +483,8 @@ impl Registry {
             conns: self.conns.space(name),
             timers: self.timers.space(name),
             outbound: self.outbound(name),
+            wall_timeout: self.call_policy(name).wall_timeout,
+            quota: self.quota(name),
         };
         let version = PluginVersion::load(self.engine.clone(), wasm, spec).await?;
         if version.manifest.name != name {
@@ -543,11 +609,28 @@ impl Registry {
     /// Take `name` out of service: new connections are refused and streams
     /// listening to [`PluginSlot::unmounted`] end.
     pub fn remove(&self, name: &str) -> Option<Arc<PluginSlot>> {
-        let slot = self.slots.write().unwrap().remove(name)?;
-        slot.unmounted.send_replace(true);
-        self.timers.remove(name);
-        self.conns.remove(name);
+        let slot = self.detach(name)?;
+        self.close(&slot);
         Some(slot)
+    }
+
+    /// Take `name` out of the set, nothing more: new connections find no
+    /// plugin, open ones keep working until [`close`](Self::close) (or go on
+    /// after [`reattach`](Self::reattach)).
+    pub fn detach(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.write().unwrap().remove(name)
+    }
+
+    /// Put a detached slot back.
+    pub fn reattach(&self, slot: Arc<PluginSlot>) {
+        self.slots.write().unwrap().insert(slot.name.clone(), slot);
+    }
+
+    /// End a detached slot: its streams end, its timers and connection state go.
+    pub fn close(&self, slot: &PluginSlot) {
+        slot.unmounted.send_replace(true);
+        self.timers.remove(&slot.name);
+        self.conns.remove(&slot.name);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<PluginSlot>> {

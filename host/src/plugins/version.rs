@@ -2,7 +2,7 @@
 //! and a pool of warm instances reused across calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -51,12 +51,72 @@ impl Default for Limits {
     }
 }
 
+/// Bounds the node's operator sets per plugin name (`runtime.call_wall_timeout_ms`,
+/// `runtime.max_instances_per_plugin`, `[plugins.<name>]`), whatever revision
+/// serves it: they hold for uploaded, restored and replicated versions alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// Wall time one call may take, host calls (KV, outbound HTTP) and
+    /// instantiation included; past it the call fails and its instance is dropped.
+    pub wall_timeout: Duration,
+    /// Instances of the plugin (all its versions, warm or in a call) alive at once.
+    pub max_instances: usize,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            wall_timeout: Duration::from_secs(10),
+            max_instances: 250,
+        }
+    }
+}
+
+/// How many instances of one plugin are alive, against its cap. Shared by
+/// the plugin's versions; every instance holds a [`QuotaSlot`].
+#[derive(Debug)]
+pub(super) struct Quota {
+    max: usize,
+    alive: AtomicUsize,
+}
+
+impl Quota {
+    pub(super) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            alive: AtomicUsize::new(0),
+        })
+    }
+
+    fn take(self: &Arc<Self>) -> Result<QuotaSlot, CallError> {
+        self.alive
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map_err(|_| CallError::Busy(self.max))?;
+        Ok(QuotaSlot(self.clone()))
+    }
+}
+
+/// One instance's place in its plugin's [`Quota`]; given back on drop.
+struct QuotaSlot(Arc<Quota>);
+
+impl Drop for QuotaSlot {
+    fn drop(&mut self) {
+        self.0.alive.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Live counters of a plugin version.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Calls stopped at their wall-clock deadline (`call_wall_timeout_ms`).
+    pub wall_timeouts: AtomicU64,
+    /// Calls refused because the plugin had `max_instances` instances alive.
+    pub busy: AtomicU64,
     pub memory_limit_hits: AtomicU64,
     pub traps: AtomicU64,
     pub instances_created: AtomicU64,
@@ -69,6 +129,7 @@ pub struct Counters {
 struct Warm {
     store: Store<HostState>,
     instance: Instance,
+    _slot: QuotaSlot,
 }
 
 /// What one call answers: actions, or a rejection the client sees.
@@ -96,6 +157,8 @@ pub struct PluginVersion {
     outbound: Arc<crate::outbound::Outbound>,
     version_label: Arc<str>,
     warm: Mutex<Vec<Warm>>,
+    wall_timeout: Duration,
+    quota: Arc<Quota>,
 }
 
 /// Everything needed to load a version besides its bytes.
@@ -108,6 +171,8 @@ pub struct LoadSpec {
     pub conns: crate::connstate::ConnSpace,
     pub timers: crate::timers::TimerSpace,
     pub outbound: Arc<crate::outbound::Outbound>,
+    pub wall_timeout: Duration,
+    pub(super) quota: Arc<Quota>,
 }
 
 impl PluginVersion {
@@ -118,11 +183,7 @@ impl PluginVersion {
         spec: LoadSpec,
     ) -> Result<Arc<Self>, LoadError> {
         let sha256 = sha256_hex(&wasm);
-        let (compiled_engine, bytes, sha) = (engine.clone(), wasm.clone(), sha256.clone());
-        let component: Component =
-            tokio::task::spawn_blocking(move || compiled_engine.compile(&bytes, &sha))
-                .await
-                .map_err(|e| LoadError::NotAComponent(format!("compiler task failed: {e}")))??;
+        let component: Component = engine.compile_bounded(wasm.clone(), sha256.clone()).await?;
 
         // Unknown imports (the WASI interfaces std pulls in) trap when called:
         // a plugin gets no files, network, environment or clock beyond ours.
@@ -162,6 +223,10 @@ impl PluginVersion {
             outbound: spec.outbound,
             version_label: Arc::from("?"),
             warm: Mutex::new(Vec::new()),
+            wall_timeout: spec.wall_timeout,
+            // Validation does not count against the plugin's quota: a fixed
+            // version can be deployed while every instance of the old one is stuck.
+            quota: Quota::new(1),
         };
         let manifest = match version.describe().await {
             Ok(m) => m,
@@ -172,19 +237,26 @@ impl PluginVersion {
         version.manifest = manifest;
         // Instances made before the manifest was known carry a placeholder version label.
         version.warm.get_mut().unwrap().clear();
+        version.quota = spec.quota;
         Ok(Arc::new(version))
     }
 
     async fn describe(&self) -> Result<Manifest, CallError> {
-        let mut w = self.checkout().await?;
-        let r = w.instance.describe(&mut w.store).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.describe(&mut w.store).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     pub async fn on_connect(&self, conn: &Connection) -> Result<Answer, CallError> {
-        let mut w = self.checkout().await?;
-        let r = w.instance.on_connect(&mut w.store, conn).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.on_connect(&mut w.store, conn).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     /// One event; see [`on_events`](Self::on_events).
@@ -202,9 +274,12 @@ impl PluginVersion {
     ) -> Result<Vec<Answer>, CallError> {
         let n = events.len() as u64;
         self.counters.events.fetch_add(n, Ordering::Relaxed);
-        let mut w = self.checkout().await?;
-        let r = w.instance.on_events(&mut w.store, conn, events).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.on_events(&mut w.store, conn, events).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     pub async fn on_disconnect(
@@ -212,9 +287,12 @@ impl PluginVersion {
         conn: &Connection,
         reason: &str,
     ) -> Result<Vec<Action>, CallError> {
-        let mut w = self.checkout().await?;
-        let r = w.instance.on_disconnect(&mut w.store, conn, reason).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.on_disconnect(&mut w.store, conn, reason).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     pub async fn on_subscribe(
@@ -222,16 +300,22 @@ impl PluginVersion {
         conn: &Connection,
         channel: &str,
     ) -> Result<Result<(), Rejection>, CallError> {
-        let mut w = self.checkout().await?;
-        let r = w.instance.on_subscribe(&mut w.store, conn, channel).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.on_subscribe(&mut w.store, conn, channel).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     /// A timer of this plugin fired. `None` from a 0.1.0 plugin (it has no timers).
     pub async fn on_timer(&self, timer: &TimerEvent) -> Result<Option<Vec<Action>>, CallError> {
-        let mut w = self.checkout().await?;
-        let r = w.instance.on_timer(&mut w.store, timer).await;
-        self.finish(w, r)
+        self.bounded(async {
+            let mut w = self.checkout().await?;
+            let r = w.instance.on_timer(&mut w.store, timer).await;
+            self.finish(w, r)
+        })
+        .await
     }
 
     /// The contract version the plugin was built against (`0.1.0`, `0.2.0`).
@@ -259,6 +343,11 @@ impl PluginVersion {
         self.warm.lock().unwrap().len()
     }
 
+    /// Instances of this plugin alive now (every version, warm or in a call).
+    pub fn instances_alive(&self) -> usize {
+        self.quota.alive.load(Ordering::Acquire)
+    }
+
     /// Failed calls (traps, timeouts, memory-limit hits, no instance) so far.
     pub fn failures(&self) -> u64 {
         self.counters.errors.load(Ordering::Relaxed)
@@ -270,7 +359,27 @@ impl PluginVersion {
         self.warm.lock().unwrap().clear();
     }
 
-    /// A warm instance (or a new one), armed for one call.
+    /// Run one call within the wall-clock deadline. Past it the call's
+    /// future is dropped, and with it the instance (its store, possibly in
+    /// the middle of a host call): a timed-out instance is never reused.
+    async fn bounded<R>(
+        &self,
+        call: impl std::future::Future<Output = Result<R, CallError>>,
+    ) -> Result<R, CallError> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(self.wall_timeout, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters.call_time.record(started.elapsed());
+                let err = CallError::WallTimeout(self.wall_timeout.as_millis() as u64);
+                self.count(&err);
+                tracing::warn!(plugin = %self.name, version = %self.version_label, kind = err.kind(), "plugin call failed: {err}");
+                Err(err)
+            }
+        }
+    }
+
+    /// A warm instance (or a new one, within the plugin's quota), armed for one call.
     async fn checkout(&self) -> Result<Warm, CallError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
@@ -313,6 +422,7 @@ impl PluginVersion {
     }
 
     async fn instantiate(&self) -> Result<Warm, CallError> {
+        let slot = self.quota.take()?;
         let state = HostState {
             plugin: Arc::from(self.name.as_str()),
             version: self.version_label.clone(),
@@ -348,7 +458,11 @@ impl PluginVersion {
             .instances_created
             .fetch_add(1, Ordering::Relaxed);
         match self.pre.instantiate(&mut store).await {
-            Ok(instance) => Ok(Warm { store, instance }),
+            Ok(instance) => Ok(Warm {
+                store,
+                instance,
+                _slot: slot,
+            }),
             Err(e) => match self.classify(e, &store) {
                 CallError::Trap(m) => Err(CallError::Unavailable(m)),
                 other => Err(other),
@@ -385,6 +499,8 @@ impl PluginVersion {
         c.errors.fetch_add(1, Ordering::Relaxed);
         match err {
             CallError::Timeout(_) => &c.timeouts,
+            CallError::WallTimeout(_) => &c.wall_timeouts,
+            CallError::Busy(_) => &c.busy,
             CallError::MemoryLimit(_) => &c.memory_limit_hits,
             CallError::Trap(_) | CallError::Unavailable(_) => &c.traps,
         }
