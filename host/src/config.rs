@@ -247,8 +247,12 @@ pub struct RuntimeConfig {
     pub max_warm_instances: usize,
     /// Instances that may exist at once across all plugins.
     pub max_instances: u32,
-    /// KV keys one plugin may hold (memory backend).
+    /// KV keys one plugin may hold (both backends).
     pub kv_max_keys: usize,
+    /// KV bytes (keys and values) one plugin may hold (both backends).
+    pub kv_max_bytes: usize,
+    /// TTL of KV keys written without one; 0: they never expire.
+    pub kv_default_ttl_secs: u64,
     /// Largest plugin accepted, in bytes.
     pub max_plugin_bytes: usize,
 }
@@ -262,7 +266,9 @@ impl Default for RuntimeConfig {
             isolation: limits.isolation,
             max_warm_instances: limits.max_warm,
             max_instances: 1000,
-            kv_max_keys: 100_000,
+            kv_max_keys: crate::plugins::KvQuota::default().max_keys,
+            kv_max_bytes: crate::plugins::KvQuota::default().max_bytes,
+            kv_default_ttl_secs: 0,
             max_plugin_bytes: 32 << 20,
         }
     }
@@ -465,6 +471,10 @@ pub struct PluginConfig {
     pub memory_limit_mb: Option<usize>,
     pub isolation: Option<Isolation>,
     pub max_warm_instances: Option<usize>,
+    /// This plugin's KV budget and default TTL; default the `runtime.kv_*` ones.
+    pub kv_max_keys: Option<usize>,
+    pub kv_max_bytes: Option<usize>,
+    pub kv_default_ttl_secs: Option<u64>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
     /// Values the plugin reads with `config::get`. Numbers and booleans are
@@ -566,6 +576,30 @@ impl Config {
             },
             config: p.config,
         }
+    }
+
+    /// Every plugin's KV quota: `runtime.kv_*`, and the plugins' own overrides.
+    pub fn kv_policy(&self) -> crate::plugins::KvPolicy {
+        let r = &self.runtime;
+        let ttl = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        let default = crate::plugins::KvQuota {
+            max_keys: r.kv_max_keys,
+            max_bytes: r.kv_max_bytes,
+            default_ttl: ttl(r.kv_default_ttl_secs),
+        };
+        let plugins = self
+            .plugins
+            .iter()
+            .map(|(name, p)| {
+                let q = crate::plugins::KvQuota {
+                    max_keys: p.kv_max_keys.unwrap_or(default.max_keys),
+                    max_bytes: p.kv_max_bytes.unwrap_or(default.max_bytes),
+                    default_ttl: p.kv_default_ttl_secs.map_or(default.default_ttl, ttl),
+                };
+                (name.clone(), q)
+            })
+            .collect();
+        crate::plugins::KvPolicy { default, plugins }
     }
 
     /// Every configured plugin's outbound HTTP settings (checked when the config was loaded).

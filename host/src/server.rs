@@ -264,7 +264,7 @@ impl Backends {
         let Some(url) = &config.cluster.redis_url else {
             return Ok(Self {
                 driver: AdapterDriver::Local,
-                kv: KvStore::memory(config.runtime.kv_max_keys),
+                kv: KvStore::new(KvStore::memory_backend()).with_policy(config.kv_policy()),
                 presence: Presence::memory(node),
                 streams: None,
                 records: None,
@@ -283,7 +283,7 @@ impl Backends {
         let streams = Streams::new(redis.clone(), config.sse.history_size);
         Ok(Self {
             driver: AdapterDriver::Remote(RedisDriver::new(redis.clone())),
-            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))),
+            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))).with_policy(config.kv_policy()),
             presence,
             streams: Some(Arc::new(streams)),
             records: Some(Arc::new(RedisPluginStore::new(redis.clone()))),

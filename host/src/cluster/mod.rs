@@ -20,6 +20,8 @@ mod plugins;
 mod presence;
 mod redis_conn;
 mod streams;
+#[cfg(test)]
+pub(crate) mod test_redis;
 
 pub use driver::RedisDriver;
 pub use error::ClusterError;

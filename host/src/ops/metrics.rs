@@ -263,6 +263,24 @@ impl Collector for Snapshot {
 
         self.plugins(&mut enc, &slots)?;
         capabilities(&mut enc, &slots)?;
+        let kv_refused: Vec<_> = slots
+            .iter()
+            .flat_map(|slot| {
+                let refused = s.registry.kv().refused(&slot.name);
+                refused.counts().map(|(limit, n)| {
+                    (
+                        vec![("plugin", slot.name.clone()), ("limit", limit.to_owned())],
+                        counter(n),
+                    )
+                })
+            })
+            .collect();
+        family(
+            &mut enc,
+            "plugin_kv_refused",
+            "KV writes refused by a limit: keys (runtime.kv_max_keys), bytes (runtime.kv_max_bytes), size (key or value too large)",
+            &kv_refused,
+        )?;
 
         if let Some(d) = s.cluster.stats() {
             family(
