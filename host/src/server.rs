@@ -286,7 +286,10 @@ impl Backends {
             kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))).with_policy(config.kv_policy()),
             presence,
             streams: Some(Arc::new(streams)),
-            records: Some(Arc::new(RedisPluginStore::new(redis.clone()))),
+            records: Some(Arc::new(RedisPluginStore::new(
+                redis.clone(),
+                crate::admin::RecordBounds::of(config),
+            ))),
             redis: Some(redis),
         })
     }

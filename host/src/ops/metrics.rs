@@ -303,6 +303,17 @@ impl Collector for Snapshot {
                 "1 when the last Redis command succeeded",
                 &[(vec![], gauge(i64::from(r.healthy())))],
             )?;
+            let refused: Vec<_> = r
+                .refused()
+                .into_iter()
+                .map(|(kind, n)| (vec![("kind", kind.to_owned())], counter(n)))
+                .collect();
+            family(
+                &mut enc,
+                "redis_refused",
+                "Entries read from Redis and refused (garbage or out of bounds), by kind: plugin_record, plugin_blob, plugin_generation, presence_entry",
+                &refused,
+            )?;
         }
         Ok(())
     }
