@@ -471,9 +471,12 @@ pub struct PluginConfig {
     pub memory_limit_mb: Option<usize>,
     pub isolation: Option<Isolation>,
     pub max_warm_instances: Option<usize>,
-    /// This plugin's KV budget and default TTL; default the `runtime.kv_*` ones.
+    /// KV keys this plugin may hold; default `runtime.kv_max_keys`.
     pub kv_max_keys: Option<usize>,
+    /// KV bytes (keys and values) this plugin may hold; default `runtime.kv_max_bytes`.
     pub kv_max_bytes: Option<usize>,
+    /// TTL of this plugin's KV keys written without one (0: never); default
+    /// `runtime.kv_default_ttl_secs`.
     pub kv_default_ttl_secs: Option<u64>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
@@ -745,6 +748,27 @@ mod tests {
         assert_eq!(c.plugins["chat"].config["max_text"], "10");
         let err = Config::load(None, env(&[("PORTICO_RUNTIME__CALL_TIMEOUT", "50")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn kv_quota_defaults_and_per_plugin_overrides() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("PORTICO_RUNTIME__KV_DEFAULT_TTL_SECS", "60"),
+                ("PORTICO_PLUGINS__CHAT__KV_MAX_BYTES", "1000"),
+                ("PORTICO_PLUGINS__FEED__KV_DEFAULT_TTL_SECS", "0"),
+            ]),
+        )
+        .unwrap();
+        let p = c.kv_policy();
+        let minute = Some(std::time::Duration::from_secs(60));
+        assert_eq!(p.quota("echo").max_bytes, 64 << 20);
+        assert_eq!(p.quota("echo").max_keys, 100_000);
+        assert_eq!(p.quota("echo").default_ttl, minute);
+        assert_eq!(p.quota("chat").max_bytes, 1000);
+        assert_eq!(p.quota("chat").default_ttl, minute);
+        assert_eq!(p.quota("feed").default_ttl, None);
     }
 
     #[test]
