@@ -57,6 +57,7 @@ test('/metrics parses as Prometheus text and declares every family with its type
     portico_plugin_errors_total: 'COUNTER',
     portico_plugin_traps_total: 'COUNTER',
     portico_plugin_call_duration_seconds: 'HISTOGRAM',
+    portico_plugin_kv_refused_total: 'COUNTER',
   };
   for (const [name, type] of Object.entries(types)) {
     assert.equal(m.get(name)?.type, type, `${name} should be a ${type}`);
@@ -64,6 +65,7 @@ test('/metrics parses as Prometheus text and declares every family with its type
   assert.equal(value(m, 'portico_plugin_active_version', { plugin: 'chat', role: 'active' }), 1);
   // Not in cluster mode: no Redis metrics.
   assert.equal(m.has('portico_redis_up'), false);
+  assert.equal(m.has('portico_redis_refused_total'), false);
 });
 
 test('counters move when events flow and when a plugin traps', async () => {

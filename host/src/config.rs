@@ -260,8 +260,12 @@ pub struct RuntimeConfig {
     pub max_concurrent_compiles: usize,
     /// The longest one compile may take, its wait for a turn included.
     pub compile_timeout_ms: u64,
-    /// KV keys one plugin may hold (memory backend).
+    /// KV keys one plugin may hold (both backends).
     pub kv_max_keys: usize,
+    /// KV bytes (keys and values) one plugin may hold (both backends).
+    pub kv_max_bytes: usize,
+    /// TTL of KV keys written without one; 0: they never expire.
+    pub kv_default_ttl_secs: u64,
     /// Largest plugin accepted, in bytes.
     pub max_plugin_bytes: usize,
 }
@@ -279,7 +283,9 @@ impl Default for RuntimeConfig {
             max_instances_per_plugin: 0,
             max_concurrent_compiles: 2,
             compile_timeout_ms: 60_000,
-            kv_max_keys: 100_000,
+            kv_max_keys: crate::plugins::KvQuota::default().max_keys,
+            kv_max_bytes: crate::plugins::KvQuota::default().max_bytes,
+            kv_default_ttl_secs: 0,
             max_plugin_bytes: 32 << 20,
         }
     }
@@ -498,6 +504,13 @@ pub struct PluginConfig {
     pub call_wall_timeout_ms: Option<u64>,
     /// Instances of this plugin alive at once; default `runtime.max_instances_per_plugin`.
     pub max_instances: Option<usize>,
+    /// KV keys this plugin may hold; default `runtime.kv_max_keys`.
+    pub kv_max_keys: Option<usize>,
+    /// KV bytes (keys and values) this plugin may hold; default `runtime.kv_max_bytes`.
+    pub kv_max_bytes: Option<usize>,
+    /// TTL of this plugin's KV keys written without one (0: never); default
+    /// `runtime.kv_default_ttl_secs`.
+    pub kv_default_ttl_secs: Option<u64>,
     /// Auth mode for this plugin's namespace; default `auth.mode`.
     pub auth: Option<AuthMode>,
     /// Values the plugin reads with `config::get`. Numbers and booleans are
@@ -625,6 +638,30 @@ impl Config {
             })
             .collect();
         (default, by_name)
+    }
+
+    /// Every plugin's KV quota: `runtime.kv_*`, and the plugins' own overrides.
+    pub fn kv_policy(&self) -> crate::plugins::KvPolicy {
+        let r = &self.runtime;
+        let ttl = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        let default = crate::plugins::KvQuota {
+            max_keys: r.kv_max_keys,
+            max_bytes: r.kv_max_bytes,
+            default_ttl: ttl(r.kv_default_ttl_secs),
+        };
+        let plugins = self
+            .plugins
+            .iter()
+            .map(|(name, p)| {
+                let q = crate::plugins::KvQuota {
+                    max_keys: p.kv_max_keys.unwrap_or(default.max_keys),
+                    max_bytes: p.kv_max_bytes.unwrap_or(default.max_bytes),
+                    default_ttl: p.kv_default_ttl_secs.map_or(default.default_ttl, ttl),
+                };
+                (name.clone(), q)
+            })
+            .collect();
+        crate::plugins::KvPolicy { default, plugins }
     }
 
     /// Every configured plugin's outbound HTTP settings (checked when the config was loaded).
@@ -790,6 +827,27 @@ mod tests {
         assert_eq!(c.plugins["chat"].config["max_text"], "10");
         let err = Config::load(None, env(&[("PORTICO_RUNTIME__CALL_TIMEOUT", "50")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn kv_quota_defaults_and_per_plugin_overrides() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("PORTICO_RUNTIME__KV_DEFAULT_TTL_SECS", "60"),
+                ("PORTICO_PLUGINS__CHAT__KV_MAX_BYTES", "1000"),
+                ("PORTICO_PLUGINS__FEED__KV_DEFAULT_TTL_SECS", "0"),
+            ]),
+        )
+        .unwrap();
+        let p = c.kv_policy();
+        let minute = Some(std::time::Duration::from_secs(60));
+        assert_eq!(p.quota("echo").max_bytes, 64 << 20);
+        assert_eq!(p.quota("echo").max_keys, 100_000);
+        assert_eq!(p.quota("echo").default_ttl, minute);
+        assert_eq!(p.quota("chat").max_bytes, 1000);
+        assert_eq!(p.quota("chat").default_ttl, minute);
+        assert_eq!(p.quota("feed").default_ttl, None);
     }
 
     #[test]

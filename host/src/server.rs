@@ -265,7 +265,7 @@ impl Backends {
         let Some(url) = &config.cluster.redis_url else {
             return Ok(Self {
                 driver: AdapterDriver::Local,
-                kv: KvStore::memory(config.runtime.kv_max_keys),
+                kv: KvStore::new(KvStore::memory_backend()).with_policy(config.kv_policy()),
                 presence: Presence::memory(node),
                 streams: None,
                 records: None,
@@ -289,10 +289,13 @@ impl Backends {
         );
         Ok(Self {
             driver: AdapterDriver::Remote(RedisDriver::new(redis.clone())),
-            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))),
+            kv: KvStore::new(Arc::new(RedisKv::new(redis.clone()))).with_policy(config.kv_policy()),
             presence,
             streams: Some(streams),
-            records: Some(Arc::new(RedisPluginStore::new(redis.clone()))),
+            records: Some(Arc::new(RedisPluginStore::new(
+                redis.clone(),
+                crate::admin::RecordBounds::of(config),
+            ))),
             sessions: Arc::new(RedisSessions::new(redis.clone())),
             redis: Some(redis),
         })

@@ -50,6 +50,8 @@ pub mod limits {
     pub const KV_MAX_VALUE_BYTES: usize = 1024 * 1024;
     /// Keys per plugin (the host's default `runtime.kv_max_keys`).
     pub const KV_MAX_KEYS: usize = 100_000;
+    /// Bytes per plugin, keys and values together (the host's default `runtime.kv_max_bytes`).
+    pub const KV_MAX_BYTES: usize = 64 << 20;
     /// Largest connection-state key, in bytes.
     pub const STATE_MAX_KEY_BYTES: usize = 256;
     /// Largest connection-state value, in bytes.
@@ -120,6 +122,7 @@ pub(crate) mod state {
         pub backend: Option<Backend>,
         pub requests: Vec<Request>,
         pub kv_max_keys: usize,
+        pub kv_max_bytes: usize,
     }
 
     impl Default for State {
@@ -137,6 +140,7 @@ pub(crate) mod state {
                 backend: None,
                 requests: Vec::new(),
                 kv_max_keys: limits::KV_MAX_KEYS,
+                kv_max_bytes: limits::KV_MAX_BYTES,
             }
         }
     }
@@ -362,20 +366,32 @@ pub(crate) mod state {
         Ok(())
     }
 
-    /// Room for one more key, as the host counts: expired keys are swept first.
-    fn kv_room(s: &mut State, key: &str) -> Result<(), KvError> {
-        if s.live(key).is_some() || s.kv.len() < s.kv_max_keys {
+    /// Room for `value` at `key`, as the host counts (keys, then bytes of keys
+    /// and values): expired keys are swept first when there is none.
+    fn kv_room(s: &mut State, key: &str, value_len: usize) -> Result<(), KvError> {
+        let fits = |s: &mut State| {
+            let old = s.live(key).map(|(v, _)| key.len() + v.len());
+            if old.is_none() && s.kv.len() >= s.kv_max_keys {
+                return Err(KvError::Full(format!(
+                    "at most {} keys per plugin",
+                    s.kv_max_keys
+                )));
+            }
+            let used: usize = s.kv.iter().map(|(k, (v, _))| k.len() + v.len()).sum();
+            if used - old.unwrap_or(0) + key.len() + value_len > s.kv_max_bytes {
+                return Err(KvError::Full(format!(
+                    "at most {} bytes (keys and values) per plugin",
+                    s.kv_max_bytes
+                )));
+            }
+            Ok(())
+        };
+        if fits(s).is_ok() {
             return Ok(());
         }
         let now = s.now_ms;
         s.kv.retain(|_, (_, expiry)| expiry.is_none_or(|e| e > now));
-        if s.kv.len() >= s.kv_max_keys {
-            return Err(KvError::Full(format!(
-                "at most {} keys per plugin",
-                s.kv_max_keys
-            )));
-        }
-        Ok(())
+        fits(s)
     }
 
     pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -386,7 +402,7 @@ pub(crate) mod state {
     pub fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), KvError> {
         kv_check(key, Some(value))?;
         with(|s| {
-            kv_room(s, key)?;
+            kv_room(s, key, value.len())?;
             let expiry = ttl_ms.map(|ttl| s.now_ms.saturating_add(ttl));
             s.kv.insert(key.to_owned(), (value.to_vec(), expiry));
             Ok(())
@@ -405,7 +421,6 @@ pub(crate) mod state {
     pub fn kv_incr(key: &str, by: i64) -> Result<i64, KvError> {
         kv_check(key, None)?;
         with(|s| {
-            kv_room(s, key)?;
             let (current, expiry) = match s.live(key) {
                 None => (0, None),
                 Some((bytes, expiry)) => {
@@ -419,7 +434,9 @@ pub(crate) mod state {
             let next = current
                 .checked_add(by)
                 .ok_or_else(|| KvError::Other("integer overflow".into()))?;
-            s.kv.insert(key.to_owned(), (next.to_string().into_bytes(), expiry));
+            let text = next.to_string().into_bytes();
+            kv_room(s, key, text.len())?;
+            s.kv.insert(key.to_owned(), (text, expiry));
             Ok(next)
         })
     }
@@ -828,6 +845,19 @@ impl<P: Plugin> TestHost<P> {
         self
     }
 
+    /// Caps the plugin's KV bytes, keys and values together (the host's
+    /// `runtime.kv_max_bytes`; default 64 MiB).
+    ///
+    /// ```no_run
+    /// # fn t<P: portico_sdk::Plugin>(host: portico_sdk::testing::TestHost<P>) {
+    /// let host = host.with_kv_max_bytes(1024);
+    /// # }
+    /// ```
+    pub fn with_kv_max_bytes(self, max: usize) -> Self {
+        state::with(|s| s.kv_max_bytes = max);
+        self
+    }
+
     /// The pending timers: `(id, name, due time in ms)`, in id order.
     ///
     /// ```no_run
@@ -1134,6 +1164,21 @@ mod tests {
         assert!(!kv::delete("n").unwrap());
         let r: Rejection = KvError::NotANumber.into();
         assert_eq!(r.code(), "kv_error");
+    }
+
+    #[test]
+    fn kv_byte_budget_counts_keys_and_values_as_the_host_does() {
+        let host = TestHost::<Nop>::new().with_kv_max_bytes(10);
+        kv::set("ab", "cdef").unwrap(); // 6
+        let full = kv::set("gh", "ijk").unwrap_err(); // 11
+        assert_eq!(Rejection::from(full).code(), "kv_full");
+        kv::set("ab", "cdefghij").unwrap(); // replacing counts the difference: 10
+        assert!(kv::incr("n", 1).is_err());
+        kv::delete("ab").unwrap();
+        kv::set_with_ttl("gh", "ijk", Duration::from_secs(1)).unwrap();
+        host.advance(Duration::from_secs(1));
+        kv::set("xy", "12345678").unwrap(); // the expired key made room
+        assert_eq!(host.kv_keys(), vec!["xy"]);
     }
 
     #[test]

@@ -33,7 +33,8 @@ use futures::future::BoxFuture;
 pub use error::{AdminError, StoreError};
 pub use openapi::document as openapi_document;
 pub use records::{
-    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+    Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordBounds, RecordLimits,
+    RecordSet, RecordsUnavailable,
 };
 pub use store::{DataDir, Restored};
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 
 use super::records::{
-    Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
+    Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
 };
 use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, SinkError, Txn};
 use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout, sha256_hex};
@@ -93,7 +93,7 @@ impl Replicator {
                 return (removed, installed);
             }
         };
-        for (name, rec) in records {
+        for (name, rec) in records.records {
             let outcome = match self.plan(control, &name, &rec).await {
                 Ok(plan) => {
                     let mut tx = control.transaction().await;
@@ -216,17 +216,16 @@ impl Replicator {
                 return Ok(Plan::Switch(r.id));
             }
         }
-        let wasm = self
+        let wasm = match self
             .store
             .blob(&rec.sha256)
             .await
             .map_err(|e| Failure::Redis(e.to_string()))?
-            .ok_or_else(|| Failure::Load("its component is not in redis".into()))?;
-        if sha256_hex(&wasm) != rec.sha256 {
-            return Err(Failure::Load(
-                "its component in redis has another sha256".into(),
-            ));
-        }
+        {
+            Blob::Found(wasm) => wasm,
+            Blob::Missing => return Err(Failure::Load("its component is not in redis".into())),
+            Blob::Refused(why) => return Err(Failure::Load(why)),
+        };
         let settings = PluginSettings {
             mount: Some(rec.mount.clone()),
             limits: Limits {
@@ -412,9 +411,10 @@ async fn reconcile(control: &PluginControl, r: &Replicator) {
         let tx = control.transaction().await;
         r.announce(tx.registry(), &name).await;
     }
-    let Ok(records) = r.store.all().await else {
+    let Ok(set) = r.store.all().await else {
         return;
     };
+    let (records, refused) = (set.records, set.refused);
     // Names the cluster had a record of and no longer has: Redis restarted
     // without its data. Record what this node serves again, so nodes that
     // start later still find the set.
@@ -423,7 +423,7 @@ async fn reconcile(control: &PluginControl, r: &Replicator) {
         .lock()
         .unwrap()
         .keys()
-        .filter(|n| !records.contains_key(*n))
+        .filter(|n| !records.contains_key(*n) && !refused.contains(*n))
         .cloned()
         .collect();
     for name in lost {

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::plugins::{Isolation, PluginSettings, Rollout};
 
 /// Longest CPU deadline an upload may ask for.
-const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
+pub const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
 
 /// Plugin names: what a namespace and a file name can both carry.
 pub fn check_name(name: &str) -> Result<()> {
@@ -26,6 +26,20 @@ pub fn check_name(name: &str) -> Result<()> {
     } else {
         Err(AdminError::BadRequest(format!(
             "plugin name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
+        )))
+    }
+}
+
+/// Namespaces: `/` and a name, printable, at most 256 bytes.
+pub fn check_mount(mount: &str) -> Result<()> {
+    let ok = mount.starts_with('/')
+        && (2..=256).contains(&mount.len())
+        && !mount.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::BadRequest(format!(
+            "mount={mount:?}: a namespace starts with '/', e.g. /chat (at most 256 bytes, no spaces)"
         )))
     }
 }
@@ -90,11 +104,7 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
                 rollout = Rollout::Canary(pct);
             }
             "mount" => {
-                if !value.starts_with('/') || value.len() < 2 {
-                    return Err(AdminError::BadRequest(format!(
-                        "mount={value:?}: a namespace starts with '/', e.g. /chat"
-                    )));
-                }
+                check_mount(value)?;
                 settings.mount = Some(value.to_owned());
             }
             "call_timeout_ms" => {
@@ -118,7 +128,16 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
                     }
                 }
             }
-            "max_warm_instances" => limits.max_warm = number(key, value)?,
+            "max_warm_instances" => {
+                let n: usize = number(key, value)?;
+                let max = config.runtime.max_instances as usize;
+                if n > max {
+                    return Err(AdminError::BadRequest(format!(
+                        "max_warm_instances={n}: at most runtime.max_instances ({max})"
+                    )));
+                }
+                limits.max_warm = n;
+            }
             other => {
                 return Err(AdminError::BadRequest(format!(
                     "unknown query parameter {other:?} (known: config.KEY, canary, mount, call_timeout_ms, memory_limit_mb, isolation, max_warm_instances)"
@@ -129,17 +148,22 @@ pub fn parse(name: &str, query: Option<&str>, config: &Config) -> Result<Upload>
     Ok(Upload { settings, rollout })
 }
 
-/// `memory_limit_mb`, within what the engine was sized for.
-fn memory_limit(value: &str, config: &Config) -> Result<usize> {
-    let mb: usize = number("memory_limit_mb", value)?;
-    let max = config.runtime.memory_limit_mb.max(
+/// The largest memory the engine was sized for, in MiB.
+pub fn max_memory_mb(config: &Config) -> usize {
+    config.runtime.memory_limit_mb.max(
         config
             .plugins
             .values()
             .filter_map(|p| p.memory_limit_mb)
             .max()
             .unwrap_or(0),
-    );
+    )
+}
+
+/// `memory_limit_mb`, within what the engine was sized for.
+fn memory_limit(value: &str, config: &Config) -> Result<usize> {
+    let mb: usize = number("memory_limit_mb", value)?;
+    let max = max_memory_mb(config);
     if !(1..=max).contains(&mb) {
         return Err(AdminError::BadRequest(format!(
             "memory_limit_mb={mb}: must be 1-{max} (the engine's largest memory)"
@@ -179,6 +203,8 @@ mod tests {
             ("isolation=none", "pooled or fresh"),
             ("memory_limit_mb=100000", "largest memory"),
             ("mount=chat", "starts with '/'"),
+            ("mount=/a%20b", "no spaces"),
+            ("max_warm_instances=1000000", "runtime.max_instances"),
         ] {
             let err = parse("chat", Some(q), &c).err().unwrap().to_string();
             assert!(err.contains(needle), "{q}: {err}");

@@ -22,6 +22,8 @@ mod presence;
 mod redis_conn;
 mod sessions;
 mod streams;
+#[cfg(test)]
+pub(crate) mod test_redis;
 
 pub use driver::RedisDriver;
 pub use error::ClusterError;

@@ -52,7 +52,7 @@ impl RedisPresence {
             .arg(self.ttl.as_millis() as u64)
             .arg("GET")
             .to_owned();
-        match self.redis.run::<Option<String>>(&cmd).await {
+        match self.redis.run::<Option<Vec<u8>>>(&cmd).await {
             Ok(Some(_)) => Beat::Kept,
             Ok(None) => Beat::Renewed,
             Err(e) => {
@@ -92,15 +92,51 @@ impl RedisPresence {
     async fn members(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
         let unavailable = |e: super::ClusterError| PresenceError::Unavailable(e.to_string());
         let k = key(plugin, channel);
-        let raw: BTreeMap<String, String> = self
-            .redis
-            .run(redis::cmd("HGETALL").arg(&k))
-            .await
-            .map_err(unavailable)?;
-        let entries: Vec<(String, Entry)> = raw
-            .into_iter()
-            .filter_map(|(socket, json)| serde_json::from_str(&json).ok().map(|e| (socket, e)))
-            .collect();
+        let raw: BTreeMap<Vec<u8>, Vec<u8>> =
+            match self.redis.run(redis::cmd("HGETALL").arg(&k)).await {
+                Ok(raw) => raw,
+                Err(super::ClusterError::Redis(m)) if m.contains("WRONGTYPE") => {
+                    // Garbage where the channel's hash belongs: no member can be
+                    // recorded there until it is gone.
+                    tracing::error!(
+                        plugin,
+                        channel,
+                        "presence key in redis is not a hash; deleted"
+                    );
+                    self.redis.refuse("presence_entry");
+                    let _ = self
+                        .redis
+                        .run::<redis::Value>(redis::cmd("DEL").arg(&k))
+                        .await;
+                    BTreeMap::new()
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+        let mut garbage = Vec::new();
+        let mut entries: Vec<(String, Entry)> = Vec::new();
+        for (socket, json) in raw {
+            match parse_entry(&socket, &json) {
+                Some(entry) => entries.push(entry),
+                None => garbage.push(socket),
+            }
+        }
+        if !garbage.is_empty() {
+            tracing::warn!(
+                plugin,
+                channel,
+                entries = garbage.len(),
+                "unreadable presence entries in redis; deleted"
+            );
+            for _ in &garbage {
+                self.redis.refuse("presence_entry");
+            }
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(&k);
+            for socket in &garbage {
+                cmd.arg(socket.as_slice());
+            }
+            let _ = self.redis.run::<redis::Value>(&cmd).await;
+        }
         let nodes: BTreeSet<&str> = entries.iter().map(|(_, e)| e.node.as_str()).collect();
         let mut dead = BTreeSet::new();
         for node in nodes {
@@ -139,6 +175,23 @@ impl RedisPresence {
     }
 }
 
+/// Longest socket id, node id and subject accepted from Redis.
+const MAX_FIELD_BYTES: usize = 4096;
+
+/// One member as Redis holds it, if it is one.
+fn parse_entry(socket: &[u8], json: &[u8]) -> Option<(String, Entry)> {
+    let socket = std::str::from_utf8(socket).ok()?;
+    let e: Entry = serde_json::from_slice(json).ok()?;
+    let ok = !socket.is_empty()
+        && socket.len() <= MAX_FIELD_BYTES
+        && !e.node.is_empty()
+        && e.node.len() <= MAX_FIELD_BYTES
+        && e.subject
+            .as_ref()
+            .is_none_or(|s| s.len() <= MAX_FIELD_BYTES);
+    ok.then(|| (socket.to_owned(), e))
+}
+
 impl PresenceStore for RedisPresence {
     fn join<'a>(
         &'a self,
@@ -174,5 +227,50 @@ impl PresenceStore for RedisPresence {
 
     fn heartbeat(&self) -> BoxFuture<'_, Beat> {
         Box::pin(self.beat())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_redis::TestRedis;
+
+    #[tokio::test]
+    async fn garbage_entries_are_skipped_counted_and_deleted() {
+        let server = TestRedis::start();
+        let r = server.connect().await;
+        let p = RedisPresence::new(r.clone(), "me".into(), Duration::from_secs(10));
+        p.add("chat", "lobby", "s1", Some("alice")).await;
+        let k = key("chat", "lobby");
+        for (field, value) in [
+            (&b"s2"[..], &b"{not json"[..]),
+            (b"\xff", br#"{"subject":null,"node":"me"}"#),
+            (b"s3", br#"{"subject":null,"node":""}"#),
+            (b"s4", b"\xff\xfe"),
+        ] {
+            let _: redis::Value = r
+                .run(redis::cmd("HSET").arg(&k).arg(field).arg(value))
+                .await
+                .unwrap();
+        }
+        let members = p.members("chat", "lobby").await.unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].subject.as_deref(), Some("alice"));
+        assert_eq!(r.refused(), [("presence_entry", 4)]);
+        let left: i64 = r.run(redis::cmd("HLEN").arg(&k)).await.unwrap();
+        assert_eq!(left, 1);
+
+        // A key of the wrong type is dropped, so members can be recorded again.
+        let other = key("chat", "other");
+        let _: redis::Value = r.run(redis::cmd("SET").arg(&other).arg("x")).await.unwrap();
+        assert!(p.members("chat", "other").await.unwrap().is_empty());
+        p.add("chat", "other", "s1", None).await;
+        assert_eq!(p.members("chat", "other").await.unwrap().len(), 1);
+        // The heartbeat key holding garbage still counts as a beat.
+        let _: redis::Value = r
+            .run(redis::cmd("SET").arg(node_key("me")).arg(&b"\xff"[..]))
+            .await
+            .unwrap();
+        assert!(matches!(p.beat().await, Beat::Kept));
     }
 }

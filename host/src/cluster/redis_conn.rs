@@ -24,6 +24,7 @@ pub struct Redis {
     pub(super) conn: ConnectionManager,
     handlers: Handlers,
     healthy: Arc<AtomicBool>,
+    refused: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
 }
 
 /// `redis://host:port/` with RESP3 forced on (pub/sub over a multiplexed
@@ -77,6 +78,7 @@ impl Redis {
             conn,
             handlers,
             healthy: Arc::new(AtomicBool::new(true)),
+            refused: Arc::default(),
         })
     }
 
@@ -115,6 +117,18 @@ impl Redis {
     /// Whether the last command reached Redis.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Count an entry read from Redis and refused (garbage, out of bounds),
+    /// by kind: `plugin_record`, `plugin_blob`, `presence_entry`, ...
+    pub fn refuse(&self, kind: &'static str) {
+        *self.refused.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    /// What [`Redis::refuse`] counted, by kind.
+    pub fn refused(&self) -> Vec<(&'static str, u64)> {
+        let r = self.refused.lock().unwrap();
+        r.iter().map(|(k, n)| (*k, *n)).collect()
     }
 
     /// Route messages of `channel` to a new receiver.
@@ -194,6 +208,10 @@ fn route(msg: redis::PushInfo, handlers: &Handlers) {
 impl crate::ops::Upstream for Redis {
     fn healthy(&self) -> bool {
         Redis::healthy(self)
+    }
+
+    fn refused(&self) -> Vec<(&'static str, u64)> {
+        Redis::refused(self)
     }
 }
 

@@ -265,6 +265,24 @@ impl Collector for Snapshot {
         self.channels(&mut enc)?;
         self.plugins(&mut enc, &slots)?;
         capabilities(&mut enc, &slots)?;
+        let kv_refused: Vec<_> = slots
+            .iter()
+            .flat_map(|slot| {
+                let refused = s.registry.kv().refused(&slot.name);
+                refused.counts().map(|(limit, n)| {
+                    (
+                        vec![("plugin", slot.name.clone()), ("limit", limit.to_owned())],
+                        counter(n),
+                    )
+                })
+            })
+            .collect();
+        family(
+            &mut enc,
+            "plugin_kv_refused",
+            "KV writes refused by a limit: keys (runtime.kv_max_keys), bytes (runtime.kv_max_bytes), size (key or value too large)",
+            &kv_refused,
+        )?;
 
         self.cluster(&mut enc)
     }
@@ -358,6 +376,17 @@ impl Snapshot {
                 "redis_up",
                 "1 when the last Redis command succeeded",
                 &[(vec![], gauge(i64::from(r.healthy())))],
+            )?;
+            let refused: Vec<_> = r
+                .refused()
+                .into_iter()
+                .map(|(kind, n)| (vec![("kind", kind.to_owned())], counter(n)))
+                .collect();
+            family(
+                &mut enc,
+                "redis_refused",
+                "Entries read from Redis and refused (garbage or out of bounds), by kind: plugin_record, plugin_blob, plugin_generation, presence_entry",
+                &refused,
             )?;
         }
         Ok(())

@@ -15,6 +15,11 @@ pub use shutdown::InFlight;
 pub trait Upstream: Send + Sync {
     /// Whether the last command succeeded.
     fn healthy(&self) -> bool;
+
+    /// Entries read from the backend and refused (garbage, out of bounds), by kind.
+    fn refused(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 use axum::Router;

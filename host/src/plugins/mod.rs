@@ -23,7 +23,10 @@ mod version;
 pub use canary::{Canary, CanaryPolicy};
 pub use engine::{EngineSettings, PluginEngine, sha256_hex};
 pub use error::{CallError, LoadError, RegistryError};
-pub use kv::{KvBackend, KvError, KvResult, KvSpace, KvStore};
+pub use kv::{
+    KvBackend, KvError, KvFull, KvPolicy, KvQuota, KvRefused, KvResult, KvSpace, KvStore,
+    entry_bytes,
+};
 pub use registry::{
     ConnectionGuard, Installed, MAX_REVISIONS, PluginSettings, PluginSlot, Registry, Revision,
     Rollout, SlotEvent, SlotState,

@@ -462,6 +462,11 @@ impl Registry {
         self.engine.compile_timeouts()
     }
 
+    /// The plugins' key-value store.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
     /// Who is in which channel; plugins read it through the `presence` import.
     pub fn presence(&self) -> &Arc<crate::presence::Presence> {
         &self.presence
