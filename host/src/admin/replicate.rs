@@ -18,7 +18,7 @@ use super::records::{
     Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordLimits, RecordsUnavailable,
 };
 use crate::control::{ChangeEvent, ChangeSink, Origin, PluginControl, PluginSet, SinkError, Txn};
-use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout, sha256_hex};
+use crate::plugins::{Limits, PluginSettings, PluginVersion, Registry, Rollout};
 
 /// How often a node compares its plugin set with the cluster's.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);

@@ -383,7 +383,7 @@ impl Snapshot {
                 .map(|(kind, n)| (vec![("kind", kind.to_owned())], counter(n)))
                 .collect();
             family(
-                &mut enc,
+                enc,
                 "redis_refused",
                 "Entries read from Redis and refused (garbage or out of bounds), by kind: plugin_record, plugin_blob, plugin_generation, presence_entry",
                 &refused,
