@@ -89,11 +89,16 @@ impl RedisPresence {
         }
     }
 
-    async fn members(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
-        let unavailable = |e: super::ClusterError| PresenceError::Unavailable(e.to_string());
-        let k = key(plugin, channel);
+    /// A channel's readable entries; garbage (an entry that does not parse,
+    /// a key of the wrong type) is deleted and counted.
+    async fn entries(
+        &self,
+        plugin: &str,
+        channel: &str,
+        k: &str,
+    ) -> Result<Vec<(String, Entry)>, PresenceError> {
         let raw: BTreeMap<Vec<u8>, Vec<u8>> =
-            match self.redis.run(redis::cmd("HGETALL").arg(&k)).await {
+            match self.redis.run(redis::cmd("HGETALL").arg(k)).await {
                 Ok(raw) => raw,
                 Err(super::ClusterError::Redis(m)) if m.contains("WRONGTYPE") => {
                     // Garbage where the channel's hash belongs: no member can be
@@ -106,11 +111,11 @@ impl RedisPresence {
                     self.redis.refuse("presence_entry");
                     let _ = self
                         .redis
-                        .run::<redis::Value>(redis::cmd("DEL").arg(&k))
+                        .run::<redis::Value>(redis::cmd("DEL").arg(k))
                         .await;
                     BTreeMap::new()
                 }
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => return Err(PresenceError::Unavailable(e.to_string())),
             };
         let mut garbage = Vec::new();
         let mut entries: Vec<(String, Entry)> = Vec::new();
@@ -131,12 +136,19 @@ impl RedisPresence {
                 self.redis.refuse("presence_entry");
             }
             let mut cmd = redis::cmd("HDEL");
-            cmd.arg(&k);
+            cmd.arg(k);
             for socket in &garbage {
                 cmd.arg(socket.as_slice());
             }
             let _ = self.redis.run::<redis::Value>(&cmd).await;
         }
+        Ok(entries)
+    }
+
+    async fn members(&self, plugin: &str, channel: &str) -> Result<Vec<Member>, PresenceError> {
+        let unavailable = |e: super::ClusterError| PresenceError::Unavailable(e.to_string());
+        let k = key(plugin, channel);
+        let entries = self.entries(plugin, channel, &k).await?;
         let nodes: BTreeSet<&str> = entries.iter().map(|(_, e)| e.node.as_str()).collect();
         let mut dead = BTreeSet::new();
         for node in nodes {

@@ -426,21 +426,7 @@ impl Snapshot {
         enc: &mut DescriptorEncoder,
         slots: &[Arc<crate::plugins::PluginSlot>],
     ) -> std::fmt::Result {
-        let versions: Vec<(Labels, Arc<PluginVersion>)> = slots
-            .iter()
-            .flat_map(|slot| {
-                live_versions(slot).into_iter().map(|(role, v)| {
-                    (
-                        vec![
-                            ("plugin", slot.name.clone()),
-                            ("version", v.manifest.version.clone()),
-                            ("role", role.to_owned()),
-                        ],
-                        v,
-                    )
-                })
-            })
-            .collect();
+        let versions = labelled_versions(slots);
         let rows = |f: &dyn Fn(&PluginVersion) -> u64| -> Vec<(Labels, ConstCounter<u64>)> {
             versions
                 .iter()
@@ -476,20 +462,7 @@ impl Snapshot {
             "Failed plugin calls (every kind)",
             &rows(&|v| load(&v.counters.errors)),
         )?;
-        let mut failures = Vec::new();
-        for (l, v) in &versions {
-            let c = &v.counters;
-            for (kind, n) in [
-                ("trap", load(&c.traps)),
-                ("timeout", load(&c.timeouts)),
-                ("wall_timeout", load(&c.wall_timeouts)),
-                ("memory_limit", load(&c.memory_limit_hits)),
-            ] {
-                let mut l = l.clone();
-                l.push(("kind", kind.to_owned()));
-                failures.push((l, counter(n)));
-            }
-        }
+        let failures = stopped_calls(&versions);
         family(
             enc,
             "plugin_traps",
@@ -502,30 +475,80 @@ impl Snapshot {
             "Plugin calls refused at once because the plugin had max_instances instances alive",
             &rows(&|v| load(&v.counters.busy)),
         )?;
-        let mut alive: Vec<(Labels, ConstGauge<i64>)> = Vec::new();
-        for slot in slots {
-            let n = slot.active().instances_alive() as i64;
-            alive.push((vec![("plugin", slot.name.clone())], gauge(n)));
-        }
+        let alive: Vec<_> = slots
+            .iter()
+            .map(|slot| {
+                let n = slot.active().instances_alive() as i64;
+                (vec![("plugin", slot.name.clone())], gauge(n))
+            })
+            .collect();
         family(
             enc,
             "plugin_instances",
             "Instances of the plugin alive now (every version, warm or in a call), against its max_instances",
             &alive,
         )?;
-
-        let bounds = CALL_BUCKETS.map(Duration::from_secs_f64);
-        let mut e = enc.encode_descriptor(
-            "plugin_call_duration_seconds",
-            "Wall time of plugin calls, instantiation included",
-            None,
-            MetricType::Histogram,
-        )?;
-        for (l, v) in &versions {
-            histogram(&mut e, l, &v.counters.call_time, &bounds)?;
-        }
-        Ok(())
+        call_durations(enc, &versions)
     }
+}
+
+/// Every version taking calls, with its `plugin`, `version` and `role` labels.
+fn labelled_versions(
+    slots: &[Arc<crate::plugins::PluginSlot>],
+) -> Vec<(Labels, Arc<PluginVersion>)> {
+    slots
+        .iter()
+        .flat_map(|slot| {
+            live_versions(slot).into_iter().map(|(role, v)| {
+                (
+                    vec![
+                        ("plugin", slot.name.clone()),
+                        ("version", v.manifest.version.clone()),
+                        ("role", role.to_owned()),
+                    ],
+                    v,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Calls stopped, per version and kind.
+fn stopped_calls(versions: &[(Labels, Arc<PluginVersion>)]) -> Vec<(Labels, ConstCounter<u64>)> {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for (l, v) in versions {
+        let c = &v.counters;
+        for (kind, n) in [
+            ("trap", load(&c.traps)),
+            ("timeout", load(&c.timeouts)),
+            ("wall_timeout", load(&c.wall_timeouts)),
+            ("memory_limit", load(&c.memory_limit_hits)),
+        ] {
+            let mut l = l.clone();
+            l.push(("kind", kind.to_owned()));
+            failures.push((l, counter(n)));
+        }
+    }
+    failures
+}
+
+/// The call-time histogram of every version.
+fn call_durations(
+    enc: &mut DescriptorEncoder,
+    versions: &[(Labels, Arc<PluginVersion>)],
+) -> std::fmt::Result {
+    let bounds = CALL_BUCKETS.map(Duration::from_secs_f64);
+    let mut e = enc.encode_descriptor(
+        "plugin_call_duration_seconds",
+        "Wall time of plugin calls, instantiation included",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (l, v) in versions {
+        histogram(&mut e, l, &v.counters.call_time, &bounds)?;
+    }
+    Ok(())
 }
 
 fn histogram(
