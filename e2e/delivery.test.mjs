@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
-import { startPortico, connect, call, token, tempFile } from './fixture.mjs';
+import { startPortico, connect, call, token, tempFile, eventually } from './fixture.mjs';
 import { proxy } from './proxy.mjs';
 import { startRedis } from './redis.mjs';
 import { openStream } from './sse-client.mjs';
@@ -127,6 +127,7 @@ test('a client whose session expired reconnects with recovered false and a new i
   cutter.cut();
   // Away longer than the window: the session is gone.
   await new Promise((ok) => r.socket.once('disconnect', ok));
+  // Time is the condition here: stay away past the 1 s window.
   await new Promise((ok) => setTimeout(ok, 1600));
   cutter.refusing = false;
   await new Promise((ok) => r.socket.once('connect', ok));
@@ -209,10 +210,8 @@ test('a receiver that stops reading is disconnected with slow_consumer, counted,
     const line = text.split('\n').find((l) => l.startsWith('portico_slow_consumer_disconnects_total{') && l.includes('transport="socketio"') && l.includes('plugin="chat"'));
     return Number(line?.split(' ').at(-1) ?? 0);
   };
-  for (let i = 0; (await slowCount()) < 1; i++) {
-    assert.ok(i < 100, 'the slow consumer was not counted');
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
+  // Only the counter shows it: the socket that was told has stopped reading.
+  await eventually('the slow consumer counted', async () => (await slowCount()) >= 1, { timeout: 5000, every: 50 });
   r.socket.io.engine.transport.ws._socket.resume();
   await until(r, () => new Set(r.texts).size >= total, 20000, 'the missed messages were not recovered')
   assert.deepEqual(told, [{ reason: 'slow_consumer' }]);

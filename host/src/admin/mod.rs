@@ -34,7 +34,7 @@ pub use error::{AdminError, StoreError};
 pub use openapi::document as openapi_document;
 pub use records::{
     Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordBounds, RecordLimits,
-    RecordSet, RecordsUnavailable,
+    RecordRefused, RecordSet, RecordsUnavailable,
 };
 pub use store::{DataDir, Restored};
 

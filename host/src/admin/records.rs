@@ -47,6 +47,11 @@ pub struct RecordBounds {
     pub max_plugin_bytes: usize,
 }
 
+/// Why a plugin record read from the shared store is not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordRefused(pub String);
+
 /// Node, change id and config of a record: far above what a node writes.
 const MAX_ID_BYTES: usize = 256;
 const MAX_CONFIG_ENTRIES: usize = 1024;
@@ -64,47 +69,51 @@ impl RecordBounds {
     }
 
     /// Why `rec`, the record of `name`, cannot be applied, if it cannot.
-    pub fn check(&self, name: &str, rec: &PluginRecord) -> Result<(), String> {
-        super::upload::check_name(name).map_err(|e| e.to_string())?;
+    pub fn check(&self, name: &str, rec: &PluginRecord) -> Result<(), RecordRefused> {
+        super::upload::check_name(name).map_err(|e| RecordRefused(e.to_string()))?;
         if rec.node.len() > MAX_ID_BYTES || rec.change.len() > MAX_ID_BYTES {
-            return Err(format!("node or change id over {MAX_ID_BYTES} bytes"));
+            return Err(RecordRefused(format!(
+                "node or change id over {MAX_ID_BYTES} bytes"
+            )));
         }
         if rec.removed {
             return Ok(());
         }
-        super::upload::check_mount(&rec.mount).map_err(|e| e.to_string())?;
+        super::upload::check_mount(&rec.mount).map_err(|e| RecordRefused(e.to_string()))?;
         if rec.sha256.len() != 64
             || !rec
                 .sha256
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err("sha256 is not 64 lowercase hex digits".into());
+            return Err(RecordRefused(
+                "sha256 is not 64 lowercase hex digits".into(),
+            ));
         }
         let l = &rec.limits;
         if !(1..=self.max_call_timeout_ms).contains(&l.call_timeout_ms) {
-            return Err(format!(
+            return Err(RecordRefused(format!(
                 "call_timeout_ms {} is not 1-{}",
                 l.call_timeout_ms, self.max_call_timeout_ms
-            ));
+            )));
         }
         if !(1..=self.max_memory_bytes).contains(&l.memory_bytes) {
-            return Err(format!(
+            return Err(RecordRefused(format!(
                 "memory limit {} bytes is not 1-{} (the engine's largest memory)",
                 l.memory_bytes, self.max_memory_bytes
-            ));
+            )));
         }
         if l.max_warm > self.max_warm {
-            return Err(format!(
+            return Err(RecordRefused(format!(
                 "max_warm {} is over runtime.max_instances ({})",
                 l.max_warm, self.max_warm
-            ));
+            )));
         }
         let bytes: usize = rec.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         if rec.config.len() > MAX_CONFIG_ENTRIES || bytes > MAX_CONFIG_BYTES {
-            return Err(format!(
+            return Err(RecordRefused(format!(
                 "config over {MAX_CONFIG_ENTRIES} entries or {MAX_CONFIG_BYTES} bytes"
-            ));
+            )));
         }
         Ok(())
     }

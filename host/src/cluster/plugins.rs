@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use super::error::{ClusterError, Result};
 use super::redis_conn::Redis;
 use crate::admin::{
-    Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordBounds, RecordSet,
-    RecordsUnavailable,
+    Blob, Changed, Notifications, PluginRecord, PluginRecords, RecordBounds, RecordRefused,
+    RecordSet, RecordsUnavailable,
 };
 
 /// Longest record accepted (a node writes well under 64 KiB).
@@ -48,6 +48,12 @@ pub struct RedisPluginStore {
     refused: Arc<Mutex<HashMap<String, u64>>>,
 }
 
+/// A record as read from Redis: one to apply, or the name of one refused.
+enum Read {
+    Applicable(String, PluginRecord),
+    Refused(String),
+}
+
 impl RedisPluginStore {
     pub fn new(redis: Redis, bounds: RecordBounds) -> Self {
         Self {
@@ -58,30 +64,26 @@ impl RedisPluginStore {
     }
 
     /// Parse and check the record of `name` as read from Redis.
-    fn read(
-        &self,
-        name: &[u8],
-        raw: &[u8],
-    ) -> Option<std::result::Result<(String, PluginRecord), String>> {
+    fn read(&self, name: &[u8], raw: &[u8]) -> Option<Read> {
         let Ok(name) = std::str::from_utf8(name) else {
             self.refuse_once(&String::from_utf8_lossy(name), raw, "its name is not UTF-8");
             return None;
         };
         let rec = if raw.len() > MAX_RECORD_BYTES {
-            Err(format!("over {MAX_RECORD_BYTES} bytes"))
+            Err(RecordRefused(format!("over {MAX_RECORD_BYTES} bytes")))
         } else {
             serde_json::from_slice::<PluginRecord>(raw)
-                .map_err(|e| format!("unreadable: {e}"))
+                .map_err(|e| RecordRefused(format!("unreadable: {e}")))
                 .and_then(|r| self.bounds.check(name, &r).map(|()| r))
         };
         Some(match rec {
             Ok(r) => {
                 self.refused.lock().unwrap().remove(name);
-                Ok((name.to_owned(), r))
+                Read::Applicable(name.to_owned(), r)
             }
             Err(why) => {
-                self.refuse_once(name, raw, &why);
-                Err(name.to_owned())
+                self.refuse_once(name, raw, &why.0);
+                Read::Refused(name.to_owned())
             }
         })
     }
@@ -197,7 +199,10 @@ impl RedisPluginStore {
             .run(redis::cmd("HGET").arg(STATE).arg(name))
             .await
             .or_else(|e| wrong_type(e).map(|_| None))?;
-        Ok(raw.and_then(|raw| self.read(name.as_bytes(), &raw)?.ok().map(|(_, r)| r)))
+        Ok(raw.and_then(|raw| match self.read(name.as_bytes(), &raw)? {
+            Read::Applicable(_, r) => Some(r),
+            Read::Refused(_) => None,
+        }))
     }
 
     /// Every record, by name, and the names of refused ones.
@@ -210,10 +215,10 @@ impl RedisPluginStore {
         let mut set = RecordSet::default();
         for (name, raw) in map {
             match self.read(&name, &raw) {
-                Some(Ok((name, rec))) => {
+                Some(Read::Applicable(name, rec)) => {
                     set.records.insert(name, rec);
                 }
-                Some(Err(name)) => {
+                Some(Read::Refused(name)) => {
                     set.refused.insert(name);
                 }
                 None => {}
