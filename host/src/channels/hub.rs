@@ -403,9 +403,8 @@ impl Space {
         for id in slow {
             self.drop_slow_socket(inner, &id);
         }
-        // A socket that never finished connecting is never detached.
         for id in gone {
-            inner.remove_socket(&id);
+            inner.socket_closed(&id);
         }
     }
 
@@ -559,7 +558,7 @@ impl Space {
                         }
                         Err(SinkError::Full) => break,
                         Err(SinkError::Closed) => {
-                            inner.remove_socket(id);
+                            inner.socket_closed(id);
                             return;
                         }
                     }
@@ -701,6 +700,18 @@ impl Inner {
     /// Every later event sorts after this id.
     fn position(&self) -> EventId {
         self.stream_last.unwrap_or(self.clock.last())
+    }
+
+    /// A socket's transport closed under a delivery: it gets nothing more,
+    /// but it stays registered with its channels until the gateway detaches
+    /// it (its disconnect handler runs next), so the session saved for its
+    /// recovery still names them. Removing it here lost them: the client
+    /// came back "recovered" into no channel at all.
+    fn socket_closed(&mut self, id: &str) {
+        if let Some(sub) = self.sockets.get_mut(id) {
+            sub.stalled = true;
+            sub.replay = None;
+        }
     }
 
     fn remove_socket(&mut self, id: &str) -> Option<SocketSub> {
@@ -919,15 +930,20 @@ mod tests {
         assert_eq!(missed, ["2", "3", "4"]);
     }
 
-    /// A socket sink that takes `room` events and then reports full.
+    /// A socket sink that takes `room` events and then reports full, or
+    /// closed once `closed` is set.
     struct FakeSocket {
         got: Mutex<Vec<String>>,
         room: usize,
         told_slow: AtomicU64,
+        closed: std::sync::atomic::AtomicBool,
     }
 
     impl SocketSink for FakeSocket {
         fn deliver(&self, e: &Entry) -> std::result::Result<(), SinkError> {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(SinkError::Closed);
+            }
             let mut got = self.got.lock().unwrap();
             if got.len() >= self.room {
                 return Err(SinkError::Full);
@@ -945,7 +961,36 @@ mod tests {
             got: Mutex::default(),
             room,
             told_slow: AtomicU64::new(0),
+            closed: Default::default(),
         })
+    }
+
+    #[tokio::test]
+    async fn a_socket_closing_under_a_delivery_keeps_its_rooms_for_its_session() {
+        let t = now_ms();
+        let s = space(100, 10);
+        let first = fake(100);
+        s.attach("s1", first.clone());
+        s.join("s1", "a");
+        s.join("s1", "b");
+        s.publish_at(t, "a", "e", &json!(0), None).unwrap();
+        // The transport goes; a publication meets it before the gateway's
+        // disconnect handler detaches the socket.
+        first.closed.store(true, Ordering::Relaxed);
+        s.publish_at(t, "a", "e", &json!(1), None).unwrap();
+        let mut rooms = s.detach("s1").expect("still registered");
+        rooms.sort();
+        let names: Vec<_> = rooms.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(first.told_slow.load(Ordering::Relaxed), 0);
+        // The same while catching up after a restore.
+        let again = fake(100);
+        s.restore("s1", again.clone(), &rooms, None).unwrap();
+        again.closed.store(true, Ordering::Relaxed);
+        s.replay("s1").await;
+        let mut back = s.detach("s1").expect("still registered");
+        back.sort();
+        assert_eq!(back.len(), 2);
     }
 
     #[tokio::test]

@@ -41,8 +41,9 @@ pub(super) struct SocketSub {
     /// While a restored socket catches up: the events still to send, in
     /// order (backlog first, then live ones that arrived meanwhile).
     pub(super) replay: Option<VecDeque<Arc<Entry>>>,
-    /// Dropped as a slow consumer: gets nothing more, but its channels are
-    /// kept for the session it will be restored from.
+    /// Dropped as a slow consumer, or its transport closed: gets nothing
+    /// more, but its channels are kept for the session it will be restored
+    /// from.
     pub(super) stalled: bool,
 }
 
