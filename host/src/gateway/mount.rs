@@ -10,7 +10,7 @@ use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
-use super::recovery::{self, Claimed, Recovery, Sink};
+use super::recovery::{self, Claimed, Encoder, Recovery, Sink};
 use super::session::{Enqueued, Session, Work};
 use super::throttle::{ConnectionLimiter, EventLimits};
 use super::{Io, SocketRef};
@@ -36,6 +36,8 @@ pub struct Mount {
     pub(super) presence: Arc<crate::presence::Presence>,
     /// Connection state recovery (sessions, deferred disconnects).
     pub(super) recovery: Arc<Recovery>,
+    /// Channel events as packets of this namespace, encoded once for all its sockets.
+    pub(super) encoder: Arc<Encoder>,
     pub(super) pending: Arc<crate::net::PendingSessions>,
 }
 
@@ -177,7 +179,7 @@ async fn start_fresh(session: &Arc<Session>, socket: &SocketRef) -> Result<(), R
     let actions = on_connect(&session.version(), &session.conn).await?;
     session.push(Work::Connected(actions));
     let mount = &session.mount;
-    let sink = Arc::new(Sink::new(socket.clone(), session, mount.recovery.enabled()));
+    let sink = Arc::new(Sink::new(socket.clone(), session));
     mount.channels.attach(&session.conn.id, sink);
     let _ = session.pid.set(recovery::new_pid());
     Ok(())
@@ -189,7 +191,7 @@ async fn start_fresh(session: &Arc<Session>, socket: &SocketRef) -> Result<(), R
 /// socket then starts afresh.
 async fn restore(session: &Arc<Session>, socket: &SocketRef, claimed: Claimed) -> bool {
     let mount = &session.mount;
-    let sink = Arc::new(Sink::new(socket.clone(), session, true));
+    let sink = Arc::new(Sink::new(socket.clone(), session));
     let id = &session.conn.id;
     if let Err(gap) = mount
         .channels

@@ -95,6 +95,7 @@ impl Gateway {
             in_flight: self.in_flight.clone(),
             presence: self.presence.clone(),
             recovery: self.recovery.clone(),
+            encoder: super::recovery::Encoder::new(self.recovery.enabled()),
             pending: self.pending.clone(),
             slot,
         };

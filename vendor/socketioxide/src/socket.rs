@@ -281,6 +281,10 @@ impl From<BroadcastError> for RemoteActionError {
 /// The minimal number of pending acks before looking for the abandoned ones.
 const ACK_SWEEP_MIN: usize = 64;
 
+/// An event packet encoded once (see [`Socket::encode_event`]); cloning it is cheap.
+#[derive(Debug, Clone)]
+pub struct EncodedPacket(Value);
+
 /// A Socket represents a client connected to a namespace.
 /// It is used to send and receive messages from the client, join and leave rooms, etc.
 /// The socket struct itself should not be used directly, but through a [`SocketRef`](crate::extract::SocketRef).
@@ -514,6 +518,29 @@ impl<A: Adapter> Socket<A> {
 
         permit.send(Packet::event(ns, data), self.parser);
         Ok(())
+    }
+
+    /// Encode an event packet for this socket's namespace once, to send it to
+    /// many sockets of the namespace with [`Socket::emit_encoded`]: a fan-out
+    /// the application manages itself (its own subscriptions, one filter per
+    /// socket) then costs one encoding, as a room broadcast does.
+    pub fn encode_event<T: ?Sized + Serialize>(
+        &self,
+        event: impl AsRef<str>,
+        data: &T,
+    ) -> Result<EncodedPacket, crate::parser::ParserError> {
+        let data = self.parser.encode_value(data, Some(event.as_ref()))?;
+        let packet = Packet::event(self.ns.path.clone(), data);
+        Ok(EncodedPacket(self.parser.encode(packet)))
+    }
+
+    /// Send a packet made by [`Socket::encode_event`] (by this socket or
+    /// another of its namespace).
+    pub fn emit_encoded(&self, packet: &EncodedPacket) -> Result<(), SocketError> {
+        if !self.connected() {
+            return Err(SocketError::Closed);
+        }
+        self.send_raw(packet.0.clone())
     }
 
     #[doc = include_str!("../docs/operators/emit_with_ack.md")]

@@ -29,7 +29,7 @@ mod sink;
 mod store;
 
 pub use error::RecoveryError;
-pub(super) use sink::Sink;
+pub(super) use sink::{Encoder, Sink};
 pub use store::{MemorySessions, SavedSession, SessionStore};
 
 use std::collections::HashMap;
