@@ -26,6 +26,8 @@ pub struct FanoutArgs {
     pub secret: String,
     pub subscribers: usize,
     pub inflight: usize,
+    /// Publications per second on a clock; 0: closed loop (next on each ack).
+    pub rate: f64,
     pub warmup: Duration,
     pub duration: Duration,
     pub grace: Duration,
@@ -71,6 +73,7 @@ pub async fn run(a: FanoutArgs, readers: Readers) -> anyhow::Result<Value> {
         ns.clone(),
         a.room.clone(),
         a.inflight,
+        a.rate,
         ctl.clone(),
         published.clone(),
         outstanding.clone(),
@@ -100,6 +103,7 @@ pub async fn run(a: FanoutArgs, readers: Readers) -> anyhow::Result<Value> {
         "connect_errors": connect_errors.len(),
         "connect_error_samples": conns::sample_errors(&connect_errors),
         "inflight": a.inflight,
+        "rate": a.rate,
         "duration_s": secs,
         "deliveries": measured_deliveries,
         "throughput": measured_deliveries as f64 / secs,
@@ -110,6 +114,7 @@ pub async fn run(a: FanoutArgs, readers: Readers) -> anyhow::Result<Value> {
         "deliveries_total": total,
         "lost_deliveries": (published_ok * joined).saturating_sub(total),
         "lost_acks": pub_tally.lost,
+        "publish_skipped": pub_tally.skipped,
     }))
 }
 
@@ -225,6 +230,8 @@ pub fn count(
 struct PubTally {
     error_acks: u64,
     lost: u64,
+    /// Paced: publications due while `inflight` were unacked, not sent.
+    skipped: u64,
 }
 
 async fn publish(
@@ -232,6 +239,7 @@ async fn publish(
     ns: Namespace,
     room: String,
     inflight: usize,
+    rate: f64,
     ctl: Arc<Control>,
     published: Arc<AtomicU64>,
     outstanding: Arc<AtomicU64>,
@@ -248,15 +256,24 @@ async fn publish(
         let args = format!("{{\"room\":{room_json},\"text\":\"{}\"}}", ctl.now_us());
         tx.feed(ns.emit_with_ack(id, "message", &args)).await
     };
-    for _ in 0..inflight {
-        if send(&mut tx, next_id).await.is_err() {
-            break;
+    let paced = rate > 0.0;
+    // Paced: what the clock says is due since `started`; a tick that finds
+    // `inflight` unacked skips (the server is behind: it shows in `t.skipped`).
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sent = 0u64;
+    if !paced {
+        for _ in 0..inflight {
+            if send(&mut tx, next_id).await.is_err() {
+                break;
+            }
+            pending.insert(next_id, Instant::now());
+            outstanding.fetch_add(1, Relaxed);
+            next_id += 1;
         }
-        pending.insert(next_id, Instant::now());
-        outstanding.fetch_add(1, Relaxed);
-        next_id += 1;
+        let _ = tx.flush().await;
     }
-    let _ = tx.flush().await;
     loop {
         let phase = ctl.phase();
         if phase == Phase::Abort || (phase >= Phase::Drain && pending.is_empty()) {
@@ -265,6 +282,26 @@ async fn publish(
         let msg = tokio::select! {
             m = rx.next() => m,
             _ = phase_rx.changed() => continue,
+            _ = ticker.tick(), if paced && phase < Phase::Drain => {
+                let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                while sent < due {
+                    sent += 1;
+                    if pending.len() >= inflight {
+                        t.skipped += 1;
+                        continue;
+                    }
+                    if send(&mut tx, next_id).await.is_err() {
+                        break;
+                    }
+                    pending.insert(next_id, Instant::now());
+                    outstanding.fetch_add(1, Relaxed);
+                    next_id += 1;
+                }
+                if tx.flush().await.is_err() {
+                    break;
+                }
+                continue;
+            }
         };
         let Some(Ok(first)) = msg else { break };
         let (frames, closed) = conns::ready_frames(&mut rx, first);
@@ -289,7 +326,7 @@ async fn publish(
             if ctl.measuring() {
                 record(&mut hist, sent_at.elapsed().as_micros() as u64);
             }
-            if ctl.phase() < Phase::Drain && send(&mut tx, next_id).await.is_ok() {
+            if !paced && ctl.phase() < Phase::Drain && send(&mut tx, next_id).await.is_ok() {
                 pending.insert(next_id, Instant::now());
                 outstanding.fetch_add(1, Relaxed);
                 next_id += 1;

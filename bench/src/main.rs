@@ -122,6 +122,10 @@ struct Room {
     /// Publications in flight (unacked) at once.
     #[arg(long, default_value_t = 4)]
     inflight: usize,
+    /// Publications per second, sent on a clock (at most `inflight` unacked);
+    /// 0: as fast as acks come back.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 fn addr(url: &str) -> anyhow::Result<String> {
@@ -149,6 +153,7 @@ fn fanout_args(
         secret: common.secret.clone(),
         subscribers,
         inflight: room.inflight,
+        rate: room.rate,
         warmup: secs(timing.warmup),
         duration: secs(timing.duration),
         grace: secs(timing.grace),

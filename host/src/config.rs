@@ -317,6 +317,10 @@ pub struct SocketIoConfig {
     /// Events one socket may have waiting for its plugin (a slow call lets
     /// them pile up); past it an event is refused with `overloaded`.
     pub max_queued_events: usize,
+    /// Channel events a socket may fall behind by, in bytes, once its send
+    /// buffer is full: they wait in order and go out as the buffer frees up.
+    /// Past it the socket is disconnected as `slow_consumer` (and recovers).
+    pub max_lag_bytes: usize,
     /// Bytes each WebSocket reads at a time, kept for the socket's lifetime: a
     /// larger buffer takes fewer reads for big messages, and costs every idle
     /// socket that much memory. It grows while a larger message arrives.
@@ -337,6 +341,7 @@ impl Default for SocketIoConfig {
             max_attachments: 100,
             attachment_timeout_ms: 10_000,
             max_queued_events: 128,
+            max_lag_bytes: 4 * 1024 * 1024,
             ws_read_buffer_size: 1024,
         }
     }

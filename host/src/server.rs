@@ -382,6 +382,7 @@ async fn channels(config: &Config, backends: &Backends) -> Result<Arc<Hub>, Star
             max_age: Duration::from_secs(config.sse.history_max_age_secs),
         },
         buffer: config.sse.buffer,
+        socket_lag_bytes: config.socketio.max_lag_bytes,
     };
     let log = backends.streams.clone().map(|s| s as Arc<dyn ChannelLog>);
     let hub = Arc::new(Hub::with_log(settings, log).with_stream_caps(

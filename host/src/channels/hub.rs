@@ -20,7 +20,7 @@ use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
 use super::log::{ChannelLog, LogError, LogStats};
-use super::sockets::{self, Gap, Rooms, SinkError, SocketSink, SocketSub};
+use super::sockets::{self, Catchup, Gap, Progress, Rooms, SinkError, SocketSink, SocketSub};
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,9 @@ pub struct HubSettings {
     pub history: HistoryLimits,
     /// Events queued per subscriber before it is cut off as too slow.
     pub buffer: usize,
+    /// Bytes of channel events a socket with a full send buffer may fall
+    /// behind by before it is dropped as a slow consumer.
+    pub socket_lag_bytes: usize,
 }
 
 /// Every plugin's channels on this node.
@@ -74,13 +77,16 @@ impl Hub {
         spaces
             .entry(plugin.to_owned())
             .or_insert_with(|| {
-                let mut space =
-                    Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
-                if self.log.is_some() {
-                    space.join_cluster();
-                }
-                space.log = self.log.clone();
-                Arc::new(space)
+                Arc::new_cyclic(|me| {
+                    let mut space =
+                        Space::new(plugin, self.settings, self.closing.subscribe(), now_ms());
+                    if self.log.is_some() {
+                        space.join_cluster();
+                    }
+                    space.log = self.log.clone();
+                    space.me = me.clone();
+                    space
+                })
             })
             .clone()
     }
@@ -153,6 +159,8 @@ pub struct Space {
     log: Option<Arc<dyn ChannelLog>>,
     /// Cluster mode: `false` until the stream's history was loaded.
     ready: watch::Sender<bool>,
+    /// Itself, for the task that sends lagging sockets what they are owed.
+    me: std::sync::Weak<Space>,
 }
 
 struct Inner {
@@ -169,6 +177,10 @@ struct Inner {
     /// were seen already; the local clock plays no part, so neither the
     /// node's start time nor its clock skew can hide an entry.
     stream_last: Option<EventId>,
+    /// Sockets whose send buffer filled up, catching up from their queue.
+    lagging: HashSet<Arc<str>>,
+    /// A task is sending lagging sockets what they are owed.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -230,12 +242,15 @@ impl Space {
                 next_subscriber: 0,
                 sockets: HashMap::new(),
                 stream_last: None,
+                lagging: HashSet::new(),
+                draining: false,
             }),
             closing,
             cut_off: AtomicU64::new(0),
             slow_sockets: AtomicU64::new(0),
             log: None,
             ready: watch::Sender::new(true),
+            me: std::sync::Weak::new(),
         }
     }
 
@@ -376,13 +391,15 @@ impl Space {
     }
 
     /// Hand `entry` to the sockets in its channel. A socket whose buffer is
-    /// full is dropped from every channel and told to go (`slow_consumer`):
-    /// nothing is skipped silently, and it resumes from history.
+    /// full catches up from a queue of its own (bursts, a reader briefly
+    /// behind); past `socket_lag_bytes` it is dropped from every channel and
+    /// told to go (`slow_consumer`): nothing is skipped silently, and it
+    /// resumes from history.
     fn push_to_sockets(&self, inner: &mut Inner, entry: &Arc<Entry>) {
         let Some(ch) = inner.channels.get(&entry.channel) else {
             return;
         };
-        let (mut slow, mut gone) = (Vec::new(), Vec::new());
+        let (mut slow, mut gone, mut lagging) = (Vec::new(), Vec::new(), Vec::new());
         for id in &ch.sockets {
             let Some(sub) = inner.sockets.get_mut(id) else {
                 continue;
@@ -391,20 +408,69 @@ impl Space {
                 continue;
             }
             match &mut sub.replay {
-                Some(queue) if queue.len() >= sockets::REPLAY_LIMIT => slow.push(id.clone()),
-                Some(queue) => queue.push_back(entry.clone()),
+                Some(queue) => {
+                    if !queue.push(entry) {
+                        slow.push(id.clone());
+                    }
+                }
                 None => match sub.sink.deliver(entry) {
                     Ok(()) => {}
-                    Err(SinkError::Full) => slow.push(id.clone()),
+                    Err(SinkError::Full) => {
+                        let mut queue = Catchup::new(Vec::new(), self.settings.socket_lag_bytes);
+                        if queue.push(entry) {
+                            sub.replay = Some(queue);
+                            lagging.push(id.clone());
+                        } else {
+                            slow.push(id.clone());
+                        }
+                    }
                     Err(SinkError::Closed) => gone.push(id.clone()),
                 },
             }
+        }
+        if !lagging.is_empty() {
+            inner.lagging.extend(lagging);
+            self.start_draining(inner);
         }
         for id in slow {
             self.drop_slow_socket(inner, &id);
         }
         for id in gone {
             inner.socket_closed(&id);
+        }
+    }
+
+    /// Start the task that sends lagging sockets what they are owed, unless
+    /// it runs (outside a runtime, in unit tests, [`replay`](Space::replay)
+    /// does the same for one socket).
+    fn start_draining(&self, inner: &mut Inner) {
+        if inner.draining {
+            return;
+        }
+        if let (Ok(rt), Some(me)) = (tokio::runtime::Handle::try_current(), self.me.upgrade()) {
+            inner.draining = true;
+            rt.spawn(me.drain_lagging());
+        }
+    }
+
+    /// Every millisecond, send each lagging socket what its buffer has room
+    /// for; ends when no socket lags. One task per space, not per socket:
+    /// a thousand sockets behind a burst cost one wake-up per round.
+    async fn drain_lagging(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            let mut guard = self.inner.lock().unwrap();
+            let inner = &mut *guard;
+            let ids: Vec<Arc<str>> = inner.lagging.iter().cloned().collect();
+            for id in ids {
+                if inner.catch_up(&id) == Progress::Done {
+                    inner.lagging.remove(&id);
+                }
+            }
+            if inner.lagging.is_empty() {
+                inner.draining = false;
+                return;
+            }
         }
     }
 
@@ -510,6 +576,8 @@ impl Space {
         let inner = &mut *guard;
         let backlog = inner.backlog(now, self.settings.history, rooms, offset, Some(id))?;
         let key: Arc<str> = Arc::from(id);
+        // Its queue is sent by `replay`, after the CONNECT reply, not by the drainer.
+        inner.lagging.remove(id);
         let mut channels = HashMap::new();
         for (room, after) in rooms {
             let after = offset.map_or(*after, |o| o.max(*after));
@@ -528,7 +596,7 @@ impl Space {
         let sub = SocketSub {
             sink,
             channels,
-            replay: Some(backlog.into()),
+            replay: Some(Catchup::new(backlog, self.settings.socket_lag_bytes)),
             stalled: false,
         };
         inner.sockets.insert(key, sub);
@@ -539,31 +607,7 @@ impl Space {
     /// delivery. Waits while its buffer is full (the backlog may be larger
     /// than the buffer), up to the replay limit.
     pub async fn replay(&self, id: &str) {
-        loop {
-            {
-                let mut guard = self.inner.lock().unwrap();
-                let inner = &mut *guard;
-                let Some(sub) = inner.sockets.get_mut(id) else {
-                    return;
-                };
-                let Some(queue) = &mut sub.replay else { return };
-                loop {
-                    let Some(entry) = queue.front() else {
-                        sub.replay = None;
-                        return;
-                    };
-                    match sub.sink.deliver(entry) {
-                        Ok(()) => {
-                            queue.pop_front();
-                        }
-                        Err(SinkError::Full) => break,
-                        Err(SinkError::Closed) => {
-                            inner.socket_closed(id);
-                            return;
-                        }
-                    }
-                }
-            }
+        while self.inner.lock().unwrap().catch_up(id) == Progress::Pending {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }
@@ -714,7 +758,32 @@ impl Inner {
         }
     }
 
+    /// Send a catching-up socket what its buffer has room for, in order.
+    fn catch_up(&mut self, id: &str) -> Progress {
+        let Some(sub) = self.sockets.get_mut(id) else {
+            return Progress::Done;
+        };
+        let Some(queue) = &mut sub.replay else {
+            return Progress::Done;
+        };
+        while let Some(entry) = queue.front() {
+            match sub.sink.deliver(entry) {
+                Ok(()) => queue.pop(),
+                Err(SinkError::Full) => return Progress::Pending,
+                Err(SinkError::Closed) => {
+                    // As `socket_closed`: kept with its channels until detached.
+                    sub.stalled = true;
+                    sub.replay = None;
+                    return Progress::Done;
+                }
+            }
+        }
+        sub.replay = None;
+        Progress::Done
+    }
+
     fn remove_socket(&mut self, id: &str) -> Option<SocketSub> {
+        self.lagging.remove(id);
         let sub = self.sockets.remove(id)?;
         for name in sub.channels.keys() {
             if let Some(ch) = self.channels.get_mut(name) {
@@ -807,13 +876,18 @@ mod tests {
                 max_age: Duration::from_secs(60),
             },
             buffer,
+            // No lag: a full socket buffer makes a slow consumer at once.
+            socket_lag_bytes: 0,
         };
-        Arc::new(Space::new(
-            "p",
-            settings,
-            watch::Sender::new(false).subscribe(),
-            T0,
-        ))
+        lagging_space(settings)
+    }
+
+    fn lagging_space(settings: HubSettings) -> Arc<Space> {
+        Arc::new_cyclic(|me| {
+            let mut space = Space::new("p", settings, watch::Sender::new(false).subscribe(), T0);
+            space.me = me.clone();
+            space
+        })
     }
 
     fn chans(names: &[&str]) -> Vec<String> {
@@ -934,9 +1008,10 @@ mod tests {
     /// closed once `closed` is set.
     struct FakeSocket {
         got: Mutex<Vec<String>>,
-        room: usize,
+        room: std::sync::atomic::AtomicUsize,
         told_slow: AtomicU64,
         closed: std::sync::atomic::AtomicBool,
+        delivered: tokio::sync::Notify,
     }
 
     impl SocketSink for FakeSocket {
@@ -945,10 +1020,11 @@ mod tests {
                 return Err(SinkError::Closed);
             }
             let mut got = self.got.lock().unwrap();
-            if got.len() >= self.room {
+            if got.len() >= self.room.load(Ordering::Relaxed) {
                 return Err(SinkError::Full);
             }
             got.push(e.data.clone());
+            self.delivered.notify_one();
             Ok(())
         }
         fn slow_consumer(&self) {
@@ -959,10 +1035,67 @@ mod tests {
     fn fake(room: usize) -> Arc<FakeSocket> {
         Arc::new(FakeSocket {
             got: Mutex::default(),
-            room,
+            room: room.into(),
             told_slow: AtomicU64::new(0),
             closed: Default::default(),
+            delivered: Default::default(),
         })
+    }
+
+    /// What one event named `e` with a one-character payload weighs.
+    const ONE: usize = std::mem::size_of::<Entry>() + 2;
+
+    fn space_with_lag(lag_bytes: usize) -> Arc<Space> {
+        lagging_space(HubSettings {
+            history: HistoryLimits {
+                max_bytes: usize::MAX,
+                size: 100,
+                max_age: Duration::from_secs(60),
+            },
+            buffer: 10,
+            socket_lag_bytes: lag_bytes,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_socket_with_a_full_buffer_catches_up_in_order_and_is_slow_only_past_its_lag() {
+        let t = now_ms();
+        let s = space_with_lag(3 * ONE);
+        let sock = fake(2);
+        s.attach("s1", sock.clone());
+        s.join("s1", "a");
+        for i in 0..5 {
+            s.publish_at(t, "a", "e", &json!(i), None).unwrap();
+        }
+        // Two fit its buffer; three wait in its queue, within the lag.
+        assert_eq!(*sock.got.lock().unwrap(), ["0", "1"]);
+        assert_eq!(sock.told_slow.load(Ordering::Relaxed), 0);
+        // Room again: the space's drainer sends them, in order.
+        sock.room.store(100, Ordering::Relaxed);
+        let caught_up = async {
+            while sock.got.lock().unwrap().len() < 5 {
+                sock.delivered.notified().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), caught_up)
+            .await
+            .expect("the lagging socket was sent its queue");
+        // Live again: the next one goes straight out.
+        s.publish_at(t, "a", "e", &json!(5), None).unwrap();
+        assert_eq!(*sock.got.lock().unwrap(), ["0", "1", "2", "3", "4", "5"]);
+        // Full for good: three more wait, the fourth is past the lag.
+        sock.room.store(6, Ordering::Relaxed);
+        for i in 6..9 {
+            s.publish_at(t, "a", "e", &json!(i), None).unwrap();
+        }
+        assert_eq!(sock.told_slow.load(Ordering::Relaxed), 0);
+        s.publish_at(t, "a", "e", &json!(9), None).unwrap();
+        assert_eq!(sock.told_slow.load(Ordering::Relaxed), 1);
+        assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 1);
+        // Dropped: nothing more, even with room.
+        sock.room.store(100, Ordering::Relaxed);
+        s.publish_at(t, "a", "e", &json!(10), None).unwrap();
+        assert_eq!(sock.got.lock().unwrap().len(), 6);
     }
 
     #[tokio::test]
@@ -997,21 +1130,25 @@ mod tests {
     async fn a_restored_socket_gets_what_it_missed_in_its_rooms_then_live_events() {
         // Real time: restoring expires history by the wall clock.
         let t = now_ms();
-        let s = space(100, 10);
+        // Room to lag by two events, not three.
+        let s = space_with_lag(2 * ONE + ONE / 2);
         let first = fake(2);
         s.attach("s1", first.clone());
         s.join("s1", "a");
         s.publish_at(t, "a", "e", &json!(0), None).unwrap();
         s.publish_at(t, "a", "e", &json!(1), None).unwrap();
-        // Its buffer is full: dropped as a slow consumer, told once, rooms kept.
+        // Its buffer is full: two wait, the third makes it a slow consumer,
+        // told once, rooms kept.
         let offset = s.publish_at(t, "a", "e", &json!(2), None).unwrap();
         s.publish_at(t, "a", "e", &json!(3), None).unwrap();
+        assert_eq!(first.told_slow.load(Ordering::Relaxed), 0);
+        s.publish_at(t, "a", "e", &json!(4), None).unwrap();
         assert_eq!(first.told_slow.load(Ordering::Relaxed), 1);
         assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 1);
         let rooms = s.detach("s1").unwrap();
         assert_eq!(rooms.len(), 1);
         // Missed meanwhile: one in its room, one it sent itself, one elsewhere.
-        s.publish_at(t, "a", "e", &json!(4), None).unwrap();
+        s.publish_at(t, "a", "e", &json!(5), None).unwrap();
         s.publish_at(t, "a", "e", &json!("own"), Some("s1"))
             .unwrap();
         s.publish_at(t, "b", "e", &json!("other"), None).unwrap();
@@ -1020,11 +1157,11 @@ mod tests {
         let again = fake(100);
         s.restore("s1", again.clone(), &rooms, Some(had)).unwrap();
         // Live events wait behind the replay.
-        s.publish_at(t, "a", "e", &json!(5), None).unwrap();
+        s.publish_at(t, "a", "e", &json!(6), None).unwrap();
         assert!(again.got.lock().unwrap().is_empty());
         s.replay("s1").await;
-        s.publish_at(t, "a", "e", &json!(6), None).unwrap();
-        assert_eq!(*again.got.lock().unwrap(), ["2", "3", "4", "5", "6"]);
+        s.publish_at(t, "a", "e", &json!(7), None).unwrap();
+        assert_eq!(*again.got.lock().unwrap(), ["2", "3", "4", "5", "6", "7"]);
     }
 
     #[test]

@@ -38,9 +38,10 @@ pub(super) struct SocketSub {
     /// Joined channels, each with the id after which its events are due
     /// (the space's position when it joined, or the offset it resumed from).
     pub(super) channels: HashMap<Arc<str>, EventId>,
-    /// While a restored socket catches up: the events still to send, in
-    /// order (backlog first, then live ones that arrived meanwhile).
-    pub(super) replay: Option<VecDeque<Arc<Entry>>>,
+    /// While the socket catches up (restored, or its buffer was full): the
+    /// events still to send, in order (backlog first, then live ones that
+    /// arrived meanwhile).
+    pub(super) replay: Option<Catchup>,
     /// Dropped as a slow consumer, or its transport closed: gets nothing
     /// more, but its channels are kept for the session it will be restored
     /// from.
@@ -68,3 +69,53 @@ pub struct Gap(pub String);
 
 /// Past this many queued events, a catching-up socket counts as a slow consumer.
 pub(super) const REPLAY_LIMIT: usize = 20_000;
+
+/// What a socket is owed while it catches up, bounded in bytes.
+pub(super) struct Catchup {
+    queue: VecDeque<Arc<Entry>>,
+    bytes: usize,
+    /// Bytes it may hold: its backlog from history, plus the lag allowed.
+    allowance: usize,
+}
+
+impl Catchup {
+    pub(super) fn new(backlog: Vec<Arc<Entry>>, lag_bytes: usize) -> Self {
+        let bytes = backlog.iter().map(|e| e.weight()).sum();
+        Self {
+            queue: backlog.into(),
+            bytes,
+            allowance: lag_bytes.saturating_add(bytes),
+        }
+    }
+
+    /// Queue `entry` behind the rest; `false` if it does not fit (the socket
+    /// is a slow consumer).
+    pub(super) fn push(&mut self, entry: &Arc<Entry>) -> bool {
+        let bytes = self.bytes + entry.weight();
+        if bytes > self.allowance || self.queue.len() >= REPLAY_LIMIT {
+            return false;
+        }
+        self.bytes = bytes;
+        self.queue.push_back(entry.clone());
+        true
+    }
+
+    pub(super) fn front(&self) -> Option<&Arc<Entry>> {
+        self.queue.front()
+    }
+
+    pub(super) fn pop(&mut self) {
+        if let Some(e) = self.queue.pop_front() {
+            self.bytes -= e.weight();
+        }
+    }
+}
+
+/// Where a catching-up socket stands after a round of sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Progress {
+    /// Everything was sent (or the socket is gone): it is live again.
+    Done,
+    /// Its buffer filled up again: more later.
+    Pending,
+}

@@ -94,7 +94,7 @@ impl Report {
         self.fanout(
             &mut o,
             "f",
-            "(f) Two Portico nodes over Redis: publisher on node A -> 1,000 subscribers on node B",
+            "(f) Two Portico nodes over Redis: publisher on node A, paced to offer 1.1M deliveries/s, -> 1,000 subscribers on node B",
         );
         self.interactive(&mut o);
         self.scaling(&mut o);
