@@ -153,6 +153,11 @@ call_timeout_ms = 1500
   const { open: openSlow, closeAll: closeSlow } = clients();
   try {
     const s = await openSlow(slow.url, '/faulty');
+    const calls = async () => {
+      const text = await (await fetch(`${slow.url}/metrics`)).text();
+      return Number(text.match(/^portico_plugin_calls_total\{[^}]*plugin="faulty"[^}]*\} (\d+)$/m)?.[1]);
+    };
+    const callsBefore = await calls();
     // `loop` spins until its 1.5 s CPU deadline; the next 8 wait behind it, the rest are refused.
     const spinning = emitAck(s, 'loop');
     const t0 = Date.now();
@@ -166,6 +171,8 @@ call_timeout_ms = 1500
     assert.ok(refused.every(({ ms }) => ms < 1000), JSON.stringify(refused));
     assert.ok(served.every(({ ms }) => ms >= 1000), JSON.stringify(served));
     assert.equal((await spinning).code, 'plugin_timeout');
+    // The 8 that waited went to the plugin together, in one call (`on-events`).
+    assert.equal(await calls() - callsBefore, 2);
     const metrics = await (await fetch(`${slow.url}/metrics`)).text();
     assert.match(metrics, /^portico_refused_total\{limit="socket_queue"\} 22$/m);
   } finally {

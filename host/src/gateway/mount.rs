@@ -272,7 +272,7 @@ fn connection(
 /// event sent right after connecting can miss them.
 fn register_handlers(socket: &SocketRef) {
     socket.on_fallback(async |socket: SocketRef, Enqueued(session): Enqueued| {
-        session.drain(&socket).await
+        session.drain_events(&socket).await
     });
     socket.on_disconnect(async |socket: SocketRef, reason: DisconnectReason| {
         let Some(session) = socket.extensions.get::<Arc<Session>>() else {

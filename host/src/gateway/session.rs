@@ -46,6 +46,11 @@ pub(super) enum Work {
     Timer(crate::plugins::TimerEvent),
 }
 
+/// Queued events of one socket handed to its plugin in one call, at most.
+const MAX_BATCH: usize = 32;
+
+type Batch = Vec<(crate::plugins::Event, Option<AckSender>)>;
+
 pub(super) struct Session {
     /// Shared with the plugin's connection records (`connections.info`).
     pub(super) conn: Arc<Connection>,
@@ -155,33 +160,54 @@ impl Session {
     /// Process queued work in order, unless another task already is.
     pub(super) async fn drain(&self, socket: &SocketRef) {
         let _busy = self.mount.in_flight.enter();
-        self.drain_queue(socket).instrument(self.span.clone()).await
+        self.drain_queue(socket, false)
+            .instrument(self.span.clone())
+            .await
     }
 
-    async fn drain_queue(&self, socket: &SocketRef) {
+    /// The same for a client event: first let the packets read with it be
+    /// queued too (the socket's reader goes on parsing while this waits one
+    /// turn), so a client with several events in flight has them handled in
+    /// one plugin call.
+    pub(super) async fn drain_events(&self, socket: &SocketRef) {
+        let _busy = self.mount.in_flight.enter();
+        self.drain_queue(socket, true)
+            .instrument(self.span.clone())
+            .await
+    }
+
+    async fn drain_queue(&self, socket: &SocketRef, gather: bool) {
+        if self.draining.swap(true, Ordering::Acquire) {
+            return;
+        }
+        if gather {
+            tokio::task::yield_now().await;
+        }
         loop {
-            if self.draining.swap(true, Ordering::Acquire) {
-                return;
-            }
             loop {
                 let next = self.queue.lock().unwrap().pop_front();
+                // Boxed: the plugin call's future is large, and socketioxide
+                // moves every event handler's future when it spawns it.
                 match next {
-                    // Boxed: the plugin call's future is large, and socketioxide
-                    // moves every event handler's future when it spawns it.
+                    Some(Work::Event { event, ack }) => {
+                        let batch = self.more_events(vec![(event, ack)]);
+                        Box::pin(self.process_events(socket, batch)).await
+                    }
                     Some(work) => Box::pin(self.process(socket, work)).await,
                     None => break,
                 }
             }
             self.draining.store(false, Ordering::Release);
             // Work pushed between the last pop and the release would otherwise wait.
-            if self.queue.lock().unwrap().is_empty() {
+            if self.queue.lock().unwrap().is_empty() || self.draining.swap(true, Ordering::Acquire)
+            {
                 return;
             }
         }
     }
 
-    async fn process(&self, socket: &SocketRef, work: Work) {
-        let target = Target {
+    fn target<'a>(&'a self, socket: &'a SocketRef) -> Target<'a> {
+        Target {
             socket,
             mount: &self.mount,
             subject: self
@@ -189,7 +215,56 @@ impl Session {
                 .principal
                 .as_ref()
                 .and_then(|p| p.subject.as_deref()),
-        };
+        }
+    }
+
+    /// `batch` plus the events queued right behind it, up to [`MAX_BATCH`]:
+    /// a client with several events in flight has them handled in one plugin
+    /// call (`on-events`), which costs little more than one.
+    fn more_events(&self, mut batch: Vec<(crate::plugins::Event, Option<AckSender>)>) -> Batch {
+        if !self.version().takes_event_lists() {
+            return batch;
+        }
+        let mut queue = self.queue.lock().unwrap();
+        while batch.len() < MAX_BATCH {
+            match queue.pop_front() {
+                Some(Work::Event { event, ack }) => batch.push((event, ack)),
+                Some(other) => {
+                    queue.push_front(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        batch
+    }
+
+    /// Events of this socket in one call, then each answer in order: its
+    /// actions, then its ack. A failed call fails every event of it.
+    async fn process_events(&self, socket: &SocketRef, batch: Batch) {
+        let target = self.target(socket);
+        let (events, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match self.version().on_events(&self.conn, events).await {
+            Ok(answers) => {
+                for (answer, ack) in answers.into_iter().zip(acks) {
+                    match answer {
+                        Ok(list) => actions::apply(&target, list, ack).await,
+                        Err(rejection) => actions::reject(&self.mount, ack, &rejection),
+                    }
+                }
+            }
+            // The runtime has logged the failure with plugin, version and kind.
+            Err(e) => {
+                let rejection = e.to_rejection();
+                for ack in acks {
+                    actions::reject(&self.mount, ack, &rejection);
+                }
+            }
+        }
+    }
+
+    async fn process(&self, socket: &SocketRef, work: Work) {
+        let target = self.target(socket);
         match work {
             Work::Connected(list) => actions::apply(&target, list, None).await,
             Work::Malformed { reason, ack } => {
@@ -206,15 +281,7 @@ impl Session {
             Work::Kick(reason) => {
                 actions::apply(&target, vec![Action::Disconnect(reason)], None).await
             }
-            Work::Event { event, ack } => {
-                let version = self.version();
-                match version.on_event(&self.conn, event).await {
-                    Ok(Ok(list)) => actions::apply(&target, list, ack).await,
-                    Ok(Err(rejection)) => actions::reject(&self.mount, ack, &rejection),
-                    // The runtime has logged the failure with plugin, version and kind.
-                    Err(e) => actions::reject(&self.mount, ack, &e.to_rejection()),
-                }
-            }
+            Work::Event { event, ack } => self.process_events(socket, vec![(event, ack)]).await,
             Work::Timer(timer) => match self.version().on_timer(&timer).await {
                 Ok(Some(list)) => actions::apply(&target, list, None).await,
                 Ok(None) => {}

@@ -323,6 +323,13 @@ impl PluginVersion {
         self.pre.contract()
     }
 
+    /// Whether several events go to the plugin in one call (`on-events`,
+    /// 0.2.0 on). A 0.1.0 plugin gets one call per event, so a batch for it
+    /// would only tie the events' fates together.
+    pub fn takes_event_lists(&self) -> bool {
+        self.contract() != "0.1.0"
+    }
+
     /// The plugin's connections on this node and their state.
     pub fn connections(&self) -> &crate::connstate::ConnSpace {
         &self.conns
