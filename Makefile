@@ -13,7 +13,7 @@ DEV_ADMIN_TOKEN ?= portico-dev-admin-token
 LISTEN      ?= 127.0.0.1:8080
 PORTICO     := target/debug/portico
 
-.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps redis-deps bench bench-quick bench-build bench-deps bench-micro
+.PHONY: run test plugins build lint fmt wasm-target e2e-deps browser-deps redis-deps bench bench-quick bench-build bench-deps bench-micro bench-flap
 
 ## Build the example plugins and start one node on $(LISTEN) with a dev token.
 run: plugins build
@@ -78,10 +78,10 @@ e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 ## Servers on core 0, the load generator on core 1; `bench-quick` takes under 3 minutes.
 BENCH_RUN := ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); env -u RUST_BACKTRACE target/release/portico-bench
 
-bench: bench-build bench-deps bench-micro
+bench: bench-build bench-deps bench-micro bench-flap
 	$(BENCH_RUN) --command "make bench"
 
-bench-quick: bench-build bench-deps bench-micro
+bench-quick: bench-build bench-deps bench-micro bench-flap
 	$(BENCH_RUN) --quick --command "make bench-quick"
 
 bench-build: plugins
@@ -91,6 +91,11 @@ bench-micro: bench-build
 	env -u RUST_BACKTRACE $(CARGO) run --release -j$(JOBS) -p portico --example plugin_call -- --json $(CURDIR)/target/bench/plugin_call.json
 
 bench-deps: bench/peers/node/node_modules/.package-lock.json
+
+## Messages lost under network flaps: Portico, Node socket.io with and without recovery.
+bench-flap: bench-build bench-deps e2e-deps
+	@mkdir -p target/bench
+	cd e2e && env -u RUST_BACKTRACE PORTICO_BIN=../target/release/portico PORTICO_PLUGIN_DIR=../$(PLUGIN_OUT) node bench/flap.mjs > ../target/bench/flap.jsonl
 
 bench/peers/node/node_modules/.package-lock.json: bench/peers/node/package.json bench/peers/node/package-lock.json
 	cd bench/peers/node && npm ci --no-audit --no-fund

@@ -5,6 +5,7 @@
 //! `portico-loadgen` and `portico-native-peer`, the wasm plugins, and the Node peer's
 //! `node_modules`.
 
+mod flap;
 mod procs;
 mod report;
 
@@ -746,7 +747,8 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| serde_json::from_str::<Value>(s.trim()).ok());
     let notes = std::fs::read_to_string(paths.root.join("bench/NOTES.md")).unwrap_or_default();
-    let text = rep.render(micro.as_ref(), &notes);
+    let flaps = std::fs::read_to_string(paths.root.join(flap::FILE)).ok();
+    let text = rep.render(micro.as_ref(), flaps.as_deref(), &notes);
     std::fs::write(paths.root.join(&args.out), text)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())

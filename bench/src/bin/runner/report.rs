@@ -53,7 +53,7 @@ impl Report {
         })
     }
 
-    pub fn render(&self, micro: Option<&Value>, notes: &str) -> String {
+    pub fn render(&self, micro: Option<&Value>, flaps: Option<&str>, notes: &str) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "# Benchmarks\n");
         let _ = writeln!(
@@ -99,6 +99,7 @@ impl Report {
         self.interactive(&mut o);
         self.scaling(&mut o);
         micro_section(&mut o, micro);
+        crate::flap::section(&mut o, flaps);
         if !notes.trim().is_empty() {
             let _ = writeln!(o, "{}", notes.trim_end());
         }
