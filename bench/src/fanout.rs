@@ -72,8 +72,10 @@ pub async fn run(a: FanoutArgs, readers: Readers) -> anyhow::Result<Value> {
         publisher_ws,
         ns.clone(),
         a.room.clone(),
-        a.inflight,
-        a.rate,
+        Pace {
+            inflight: a.inflight,
+            rate: a.rate,
+        },
         ctl.clone(),
         published.clone(),
         outstanding.clone(),
@@ -226,6 +228,13 @@ pub fn count(
     }
 }
 
+/// How the publisher sends: at most `inflight` unacked, and `rate` per
+/// second on a clock (0: the next one on each ack).
+struct Pace {
+    inflight: usize,
+    rate: f64,
+}
+
 #[derive(Default)]
 struct PubTally {
     error_acks: u64,
@@ -238,8 +247,7 @@ async fn publish(
     ws: Ws,
     ns: Namespace,
     room: String,
-    inflight: usize,
-    rate: f64,
+    Pace { inflight, rate }: Pace,
     ctl: Arc<Control>,
     published: Arc<AtomicU64>,
     outstanding: Arc<AtomicU64>,
