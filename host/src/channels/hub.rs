@@ -328,6 +328,33 @@ impl Space {
         self.push(inner, now, id, channel, event, data, except.map(Arc::from));
     }
 
+    /// The cluster's stream dropped entries up to `upto` before this node
+    /// read them (it fell further behind than the stream's length). Nobody
+    /// may resume here from before `upto`, and every reader and socket may
+    /// have missed events it cannot be told about one by one: each is cut
+    /// off to resume, so the loss is seen (SSE: `resync`; Socket.IO:
+    /// `recovered` false), never silent.
+    pub fn stream_gap(&self, upto: EventId) {
+        let mut guard = self.inner.lock().unwrap();
+        let inner = &mut *guard;
+        inner.floor = inner.floor.max(upto);
+        let readers: Vec<u64> = inner.subscribers.keys().copied().collect();
+        for id in readers {
+            inner.remove_subscriber(id);
+            self.cut_off.fetch_add(1, Ordering::Relaxed);
+        }
+        let sockets: Vec<Arc<str>> = inner
+            .sockets
+            .iter()
+            .filter(|(_, s)| !s.stalled && !s.channels.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in sockets {
+            self.drop_slow_socket(inner, &id);
+        }
+        tracing::warn!(plugin = %self.plugin, upto = %upto, "this node fell behind the cluster stream: its readers were cut off to resume");
+    }
+
     /// Let readers resume from as far back as `floor` (the cluster stream
     /// holds history from before this node started).
     pub fn lower_floor(&self, floor: EventId) {
@@ -1055,6 +1082,29 @@ mod tests {
             buffer: 10,
             socket_lag_bytes: lag_bytes,
         })
+    }
+
+    #[test]
+    fn a_gap_in_the_cluster_stream_cuts_every_reader_and_socket_off_and_refuses_older_resumes() {
+        let t = now_ms();
+        let s = space(100, 10);
+        let sock = fake(100);
+        s.attach("s1", sock.clone());
+        s.join("s1", "a");
+        let before = s.publish_at(t, "a", "e", &json!(0), None).unwrap();
+        let mut reader = s.subscribe_at(t, &chans(&["a"]), None).unwrap();
+        let rooms = s.rooms("s1");
+        let trimmed = EventId::new(t + 10, 0);
+        s.stream_gap(trimmed);
+        assert_eq!(sock.told_slow.load(Ordering::Relaxed), 1);
+        assert!(matches!(
+            reader.live.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        // Resuming from before the gap is refused: the client is told.
+        assert!(s.can_restore(&rooms, Some(before)).is_err());
+        let again = s.subscribe_at(t, &chans(&["a"]), Some(before)).unwrap();
+        assert!(again.resync.is_some());
     }
 
     #[tokio::test]

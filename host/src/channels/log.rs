@@ -23,6 +23,9 @@ pub struct LogStats {
     pub published: u64,
     /// Refused with [`LogError::Overloaded`].
     pub overloaded: u64,
+    /// Times this node found the log had dropped entries it had not read
+    /// yet (it fell further behind than the log's length).
+    pub gaps: u64,
 }
 
 /// A shared log of a plugin's publications.

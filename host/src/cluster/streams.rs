@@ -29,6 +29,8 @@ use crate::channels::{ChannelLog, EventId, Hub, LogError, LogStats};
 
 /// How long one `XREAD` waits for new entries before looking for new plugins.
 const BLOCK: Duration = Duration::from_millis(1000);
+/// Entries one `XREAD` brings per stream at most.
+const READ_COUNT: usize = 1000;
 
 /// The Redis side of the channel hub.
 pub struct Streams {
@@ -40,6 +42,8 @@ pub struct Streams {
     published: AtomicU64,
     /// Publications refused because the outbox was full.
     overloaded: AtomicU64,
+    /// Reads that found entries trimmed before this node read them.
+    gaps: AtomicU64,
 }
 
 /// One `XADD` waiting in the outbox, with where its id goes.
@@ -65,6 +69,7 @@ impl Streams {
             outbox: tx,
             published: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
         });
         tokio::spawn(send_batches(redis, rx, Arc::downgrade(&streams)));
         streams
@@ -144,6 +149,7 @@ impl ChannelLog for Streams {
         LogStats {
             published: self.published.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
         }
     }
 }
@@ -228,7 +234,7 @@ async fn read_once(
     let keys: Vec<String> = plugins.iter().map(|p| key(p)).collect();
     let opts = StreamReadOptions::default()
         .block(BLOCK.as_millis() as usize)
-        .count(1000);
+        .count(READ_COUNT);
     let reply: Option<StreamReadReply> =
         redis::AsyncCommands::xread_options(conn, &keys, &ids, &opts).await?;
     for stream in reply.map(|r| r.keys).unwrap_or_default() {
@@ -236,6 +242,16 @@ async fn read_once(
             continue;
         };
         let space = hub.space(&plugin);
+        // A full read means this node is behind: entries after its cursor may
+        // have been trimmed before it got to them (only possible when it is
+        // more than the stream's length behind).
+        if stream.ids.len() >= READ_COUNT.min(streams.max_len)
+            && let Some(cursor) = cursors.get(&plugin)
+            && let Some(floor) = trimmed_past(conn, &stream.key, cursor).await?
+        {
+            streams.gaps.fetch_add(1, Ordering::Relaxed);
+            space.stream_gap(floor);
+        }
         for entry in &stream.ids {
             deliver(&space, entry);
         }
@@ -244,6 +260,46 @@ async fn read_once(
         }
     }
     Ok(())
+}
+
+/// Whether entries after `cursor` were trimmed before this node read them;
+/// if so, the id before the oldest entry the stream still holds (the new
+/// floor). The stream trims from its oldest end, so a cursor at or after its
+/// first entry misses nothing; one before it may have missed entries (if only
+/// the cursor's own entry went, nothing was missed, but that cannot be told
+/// apart: it counts as a gap, to be safe). A node that read nothing yet
+/// (`0-0`) missed entries if any were ever trimmed.
+async fn trimmed_past(
+    conn: &mut ConnectionManager,
+    key: &str,
+    cursor: &str,
+) -> Result<Option<EventId>> {
+    let mut info: HashMap<String, redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key)
+        .query_async(conn)
+        .await?;
+    let first = match info.remove("first-entry") {
+        Some(redis::Value::Array(entry)) => entry
+            .into_iter()
+            .next()
+            .and_then(|id| redis::from_redis_value::<String>(id).ok())
+            .and_then(|id| id.parse::<EventId>().ok()),
+        _ => None,
+    };
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    let missed = if cursor == "0-0" {
+        let count = |v: Option<redis::Value>| {
+            v.and_then(|v| redis::from_redis_value::<u64>(v).ok())
+                .unwrap_or(0)
+        };
+        count(info.remove("entries-added")) > count(info.remove("length"))
+    } else {
+        cursor.parse::<EventId>().is_ok_and(|c| c < first)
+    };
+    Ok(missed.then(|| first.predecessor()))
 }
 
 /// Load the newest `max_len` entries of a plugin's stream into its history;
@@ -288,4 +344,105 @@ fn deliver(space: &crate::channels::Space, entry: &StreamId) {
     };
     let except = entry.get::<String>("x");
     space.deliver(id, &channel, &event, data, except.as_deref());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::{HistoryLimits, HubSettings};
+    use crate::cluster::test_redis::TestRedis;
+
+    async fn xadd(conn: &mut ConnectionManager, text: &str) -> String {
+        redis::cmd("XADD")
+            .arg(key("p"))
+            .arg("MAXLEN")
+            .arg(2)
+            .arg("*")
+            .arg("c")
+            .arg("room")
+            .arg("e")
+            .arg("message")
+            .arg("d")
+            .arg(format!("{text:?}"))
+            .query_async(conn)
+            .await
+            .expect("XADD")
+    }
+
+    #[tokio::test]
+    async fn a_node_behind_a_trimmed_stream_cuts_its_readers_off_instead_of_skipping_silently() {
+        let redis = TestRedis::start();
+        let streams = Streams::new(redis.connect().await, 2, 16);
+        let client = redis::Client::open(resp3_url(&redis.url).unwrap()).unwrap();
+        let mut conn = ConnectionManager::new(client).await.unwrap();
+        let settings = HubSettings {
+            history: HistoryLimits {
+                size: 100,
+                max_age: Duration::from_secs(60),
+                max_bytes: usize::MAX,
+            },
+            buffer: 100,
+            socket_lag_bytes: 1 << 20,
+        };
+        let log: Arc<dyn ChannelLog> = streams.clone();
+        let hub = Hub::with_log(settings, Some(log));
+        let space = hub.space("p");
+        let mut reader = space.subscribe(&["room".to_owned()], None).unwrap();
+        // This node read up to `first`; five more are added, of which the
+        // stream (MAXLEN 2) keeps the last two.
+        let first = xadd(&mut conn, "0").await;
+        let mut cursors = Cursors::from([("p".to_owned(), first)]);
+        for i in 1..=5 {
+            xadd(&mut conn, &i.to_string()).await;
+        }
+        read_once(&streams, &mut conn, &hub, &mut cursors)
+            .await
+            .unwrap();
+        assert_eq!(streams.stats().gaps, 1);
+        // The reader was cut off (it resumes and is told `resync`), not fed
+        // entries 4 and 5 as if 1-3 had never existed.
+        assert!(reader.live.recv().await.is_none());
+        assert_eq!(space.cut_off.load(Ordering::Relaxed), 1);
+        // Caught up now: the next read finds no gap.
+        xadd(&mut conn, "6").await;
+        read_once(&streams, &mut conn, &hub, &mut cursors)
+            .await
+            .unwrap();
+        assert_eq!(streams.stats().gaps, 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_keeps_up_sees_no_gap_however_much_the_stream_trims() {
+        let redis = TestRedis::start();
+        let streams = Streams::new(redis.connect().await, 2, 16);
+        let client = redis::Client::open(resp3_url(&redis.url).unwrap()).unwrap();
+        let mut conn = ConnectionManager::new(client).await.unwrap();
+        let log: Arc<dyn ChannelLog> = streams.clone();
+        let hub = Hub::with_log(
+            HubSettings {
+                history: HistoryLimits {
+                    size: 100,
+                    max_age: Duration::from_secs(60),
+                    max_bytes: usize::MAX,
+                },
+                buffer: 100,
+                socket_lag_bytes: 1 << 20,
+            },
+            Some(log),
+        );
+        let space = hub.space("p");
+        let mut reader = space.subscribe(&["room".to_owned()], None).unwrap();
+        let first = xadd(&mut conn, "0").await;
+        let mut cursors = Cursors::from([("p".to_owned(), first)]);
+        for i in 1..=6 {
+            xadd(&mut conn, &i.to_string()).await;
+            read_once(&streams, &mut conn, &hub, &mut cursors)
+                .await
+                .unwrap();
+        }
+        assert_eq!(streams.stats().gaps, 0);
+        for i in 1..=6 {
+            assert_eq!(reader.live.recv().await.unwrap().data, format!("\"{i}\""));
+        }
+    }
 }

@@ -369,6 +369,12 @@ impl Snapshot {
                 "Publications refused (error `overloaded`) because the outbox to Redis was full",
                 &[(vec![], counter(log.overloaded))],
             )?;
+            family(
+                enc,
+                "cluster_stream_gaps",
+                "Times this node fell further behind a plugin's stream than its length: its readers and sockets were cut off to resume (resync / recovered false)",
+                &[(vec![], counter(log.gaps))],
+            )?;
         }
         if let Some(r) = &s.upstream {
             family(
