@@ -163,6 +163,19 @@ test('auth modes per namespace: optional verifies a token when present, none ign
   assert.match((await connectError(node.url, '/faulty', { auth: {} })).message, /^token_missing: /);
 });
 
+test('token deadlines of several sockets: a shorter one added later still expires first, on time', async () => {
+  const later = await open(node.url, '/echo', { auth: { token: jwt(base({ exp: now() + 7 })) } });
+  const t0 = Date.now();
+  const sooner = await open(node.url, '/echo', { auth: { token: jwt(base({ exp: now() + 2 })) } });
+  const first = await disconnected(sooner, 8000);
+  assert.deepEqual(first.told, { reason: 'token_expired' });
+  // Not held until the earlier-registered, later deadline.
+  assert.ok(Date.now() - t0 < 4500, `expired after ${Date.now() - t0} ms`);
+  assert.equal(later.connected, true);
+  const second = await disconnected(later, 9000);
+  assert.deepEqual(second.told, { reason: 'token_expired' });
+});
+
 test('a plugin that refuses in on-connect: connect_error carries its code and reason', async () => {
   const err = await connectError(node.url, '/gatekeeper', { auth: { token: jwt(base()) } });
   assert.equal(err.message, 'forbidden: faulty refuses connections');

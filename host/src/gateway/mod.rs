@@ -10,6 +10,7 @@
 mod actions;
 mod adapter;
 mod detach;
+mod expiry;
 mod mount;
 mod namespaces;
 mod publisher;

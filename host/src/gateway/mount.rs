@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
 use socketioxide::extract::TryData;
@@ -36,6 +35,8 @@ pub struct Mount {
     pub(super) presence: Arc<crate::presence::Presence>,
     /// Connection state recovery (sessions, deferred disconnects).
     pub(super) recovery: Arc<Recovery>,
+    /// When each socket's token expires.
+    pub(super) expiries: Arc<super::expiry::Expiries>,
     /// Channel events as packets of this namespace, encoded once for all its sockets.
     pub(super) encoder: Arc<Encoder>,
     pub(super) pending: Arc<crate::net::PendingSessions>,
@@ -166,7 +167,7 @@ async fn handshake(
     }
     if let Some(exp) = expires_at {
         let leeway = mount.verifier.leeway_secs();
-        session.set_expiry(expire_at(&session, &socket, exp.saturating_add(leeway)));
+        session.expire_at(exp.saturating_add(leeway), socket.id);
     }
     socket.extensions.insert(session);
     register_handlers(&socket);
@@ -351,33 +352,6 @@ async fn on_connect(
 fn ended(version: &crate::plugins::PluginVersion, id: &str) {
     version.connections().end(id);
     version.timers().cancel_for(id);
-}
-
-/// A timer that disconnects the socket with reason `token_expired` at `at`
-/// (seconds since the epoch). It holds no reference to the socket or session,
-/// and `on_disconnect` aborts it, so nothing outlives a closed socket.
-fn expire_at(session: &Arc<Session>, socket: &SocketRef, at: u64) -> tokio::task::AbortHandle {
-    let weak = Arc::downgrade(session);
-    let io = session.mount.io.clone();
-    let ns = session.mount.slot.mount.clone();
-    let sid = socket.id;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let wait = Duration::from_secs(at).saturating_sub(now);
-    tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
-        let (Some(session), Some(socket)) =
-            (weak.upgrade(), io.of(&ns).and_then(|ns| ns.get_socket(sid)))
-        else {
-            return;
-        };
-        // Disarm first: the disconnect below must not abort this task mid-drain.
-        session.expiry.lock().unwrap().take();
-        session.kick("token_expired");
-        session.drain(&socket).await;
-    })
-    .abort_handle()
 }
 
 /// The token from, in order: the handshake `auth.token`, an `Authorization:

@@ -96,6 +96,7 @@ impl Gateway {
             presence: self.presence.clone(),
             recovery: self.recovery.clone(),
             encoder: super::recovery::Encoder::new(self.recovery.enabled()),
+            expiries: super::expiry::Expiries::spawn(self.io.clone(), slot.mount.clone()),
             pending: self.pending.clone(),
             slot,
         };

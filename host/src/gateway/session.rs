@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use super::{AckSender, Adapter, SocketRef};
@@ -66,8 +65,8 @@ pub(super) struct Session {
     pub(super) pid: std::sync::OnceLock<String>,
     /// Set while a restored socket is owed what it missed.
     pub(super) restoring: AtomicBool,
-    /// The timer that disconnects the socket when its token expires.
-    pub(super) expiry: Mutex<Option<AbortHandle>>,
+    /// When the socket is disconnected because its token expires.
+    expiry: Mutex<Option<super::expiry::Deadline>>,
     /// Every log line about this socket (plugin logs included) carries its id
     /// and namespace.
     span: tracing::Span,
@@ -94,14 +93,21 @@ impl Session {
         }
     }
 
-    pub(super) fn set_expiry(&self, timer: AbortHandle) {
-        *self.expiry.lock().unwrap() = Some(timer);
+    /// Disconnect the socket with `token_expired` at `at` (seconds since the epoch).
+    pub(super) fn expire_at(self: &Arc<Self>, at: u64, sid: socketioxide::socket::Sid) {
+        let deadline = self.mount.expiries.add(at, self, sid);
+        *self.expiry.lock().unwrap() = Some(deadline);
     }
 
-    /// Stop the expiry timer (the socket is gone, or the timer itself fired).
+    /// Its deadline came: nothing left to cancel.
+    pub(super) fn expired(&self) {
+        self.expiry.lock().unwrap().take();
+    }
+
+    /// The socket is gone: forget its deadline.
     pub(super) fn cancel_expiry(&self) {
-        if let Some(timer) = self.expiry.lock().unwrap().take() {
-            timer.abort();
+        if let Some(deadline) = self.expiry.lock().unwrap().take() {
+            self.mount.expiries.cancel(deadline);
         }
     }
 

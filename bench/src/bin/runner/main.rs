@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value = "make bench")]
     command: String,
     /// Scenarios to run (letters), default all.
-    #[arg(long, default_value = "abcdefgh")]
+    #[arg(long, default_value = "abcdefghi")]
     only: String,
 }
 
@@ -296,7 +296,7 @@ fn timing_args(s: &Settings) -> Vec<String> {
 /// Run the generator against a fresh server, sampling the server's CPU time over the
 /// measured window.
 fn measure(p: &Paths, peer: Peer, scenario: &str, args: Vec<String>) -> anyhow::Result<Measured> {
-    measure_on(p, peer, scenario, args, SERVER_CORE)
+    measure_on(p, peer, scenario, args, SERVER_CORE, &[])
 }
 
 fn measure_on(
@@ -305,8 +305,9 @@ fn measure_on(
     scenario: &str,
     args: Vec<String>,
     cores: &str,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Measured> {
-    let server = start_on(p, peer, scenario, &[], cores)?;
+    let server = start_on(p, peer, scenario, env, cores)?;
     let mut full = args;
     full.splice(1..1, ["--url".into(), format!("http://{}", server.addr)]);
     let pid = server.pid;
@@ -329,6 +330,51 @@ fn measure_on(
         rss_before_kib: 0,
         rss_after_kib: rss_kib(pid).unwrap_or(0),
     })
+}
+
+/// (i) echo and fan-out with connection state recovery on and off (no pids,
+/// no offsets), three runs of each, alternating: what its bookkeeping costs.
+fn scenario_recovery_cost(p: &Paths, s: &Settings) -> Vec<report::RecoveryAb> {
+    let loads: [(&'static str, &str, Vec<String>, &str); 2] = [
+        ("echo acks", "i-echo", echo_args(s), "acks"),
+        (
+            "fan-out deliveries",
+            "i-fanout",
+            fanout_args(s),
+            "deliveries",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (label, key, args, count) in loads {
+        let mut ab = report::RecoveryAb {
+            label,
+            on: Vec::new(),
+            off: Vec::new(),
+        };
+        for round in 0..3 {
+            for on in [true, false] {
+                eprintln!(
+                    "scenario ({key}) recovery {}, run {}...",
+                    if on { "on" } else { "off" },
+                    round + 1
+                );
+                let env: &[(&str, &str)] = if on {
+                    &[]
+                } else {
+                    &[("PORTICO_SOCKETIO__RECOVERY_WINDOW_SECS", "0")]
+                };
+                match measure_on(p, Peer::PorticoWarm, key, args.clone(), SERVER_CORE, env) {
+                    Ok(m) => {
+                        let v = report::per_cpu(report::num(&m.lg, count), m.server_cpu);
+                        if on { ab.on.push(v) } else { ab.off.push(v) }
+                    }
+                    Err(e) => eprintln!("  failed: {e}"),
+                }
+            }
+        }
+        out.push(ab);
+    }
+    out
 }
 
 fn scenario_echo(p: &Paths, s: &Settings, peer: Peer) -> Cell {
@@ -390,7 +436,7 @@ fn scenario_scaling(p: &Paths, s: &Settings, peer: Peer, key: &str) -> Cell {
         "h-echo" => ("h-echo-2cores", echo_args(s)),
         _ => ("h-fanout-2cores", fanout_args(s)),
     };
-    cell(measure_on(p, peer, name, args, SCALING_CORES))
+    cell(measure_on(p, peer, name, args, SCALING_CORES, &[]))
 }
 
 fn scenario_idle(p: &Paths, s: &Settings, peer: Peer) -> Cell {
@@ -729,6 +775,11 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("  failed: {e}");
             }
             rep.add("f", peer, c);
+        }
+    }
+    if wants('i') {
+        for ab in scenario_recovery_cost(&paths, &settings) {
+            rep.add_recovery(ab);
         }
     }
     if wants('h') {

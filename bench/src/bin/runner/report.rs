@@ -14,6 +14,29 @@ pub struct Report {
     peers: Vec<Peer>,
     cells: BTreeMap<String, Vec<(Peer, Cell)>>,
     machine: String,
+    /// (i): per server CPU-s with recovery on and off, alternating runs.
+    recovery: Vec<RecoveryAb>,
+}
+
+/// One scenario of (i), each value one run's count per server CPU-second.
+pub struct RecoveryAb {
+    pub label: &'static str,
+    pub on: Vec<f64>,
+    pub off: Vec<f64>,
+}
+
+impl RecoveryAb {
+    /// 1 - median(on) / median(off), in percent.
+    fn cost(&self) -> Option<f64> {
+        let (on, off) = (median(&self.on)?, median(&self.off)?);
+        (off > 0.0).then(|| 100.0 * (1.0 - on / off))
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 impl Report {
@@ -36,7 +59,12 @@ impl Report {
             peers: s.peers.clone(),
             cells: BTreeMap::new(),
             machine: machine(),
+            recovery: Vec::new(),
         }
+    }
+
+    pub fn add_recovery(&mut self, ab: RecoveryAb) {
+        self.recovery.push(ab);
     }
 
     pub fn add(&mut self, scenario: &str, peer: Peer, cell: Cell) {
@@ -98,6 +126,7 @@ impl Report {
         );
         self.interactive(&mut o);
         self.scaling(&mut o);
+        self.recovery_cost(&mut o);
         micro_section(&mut o, micro);
         crate::flap::section(&mut o, flaps);
         if !notes.trim().is_empty() {
@@ -252,6 +281,37 @@ impl Report {
     }
 
     /// (h): (a) and (b) on one core against the same load with the server on two cores.
+    /// (i): Portico with connection state recovery on and off, alternating.
+    fn recovery_cost(&self, o: &mut String) {
+        if self.recovery.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "## (i) What connection state recovery costs (issue 12)\n\n{}, the (a) and (b) loads, alternating runs with recovery on (the default: a private session id per socket, every channel event carrying its offset) and off (`PORTICO_SOCKETIO__RECOVERY_WINDOW_SECS=0`). One run's figure swings by up to ~20 % on this machine, so the cost is taken between medians.\n",
+            Peer::PorticoWarm.label()
+        );
+        let _ = writeln!(
+            o,
+            "| scenario | recovery on, per server CPU-s (runs) | off (runs) | median on | median off | cost |"
+        );
+        let _ = writeln!(o, "|---|---|---|---:|---:|---:|");
+        let list = |v: &[f64]| v.iter().map(|x| rate(*x)).collect::<Vec<_>>().join(", ");
+        for ab in &self.recovery {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} |",
+                ab.label,
+                list(&ab.on),
+                list(&ab.off),
+                median(&ab.on).map_or("-".into(), rate),
+                median(&ab.off).map_or("-".into(), rate),
+                ab.cost().map_or("-".into(), |c| format!("{c:.1} %")),
+            );
+        }
+        let _ = writeln!(o);
+    }
+
     fn scaling(&self, o: &mut String) {
         if !self.cells.contains_key("h-echo") && !self.cells.contains_key("h-fanout") {
             return;
@@ -472,6 +532,18 @@ impl Report {
                 "**no**"
             }),
         );
+        let recovery_cost = self
+            .recovery
+            .iter()
+            .find(|ab| ab.label.starts_with("fan-out"))
+            .and_then(RecoveryAb::cost);
+        target_row(
+            o,
+            "connection state recovery costs < 10 % of fan-out (b) per server CPU-s (issue 12)",
+            recovery_cost,
+            &|v| format!("{v:.1} %"),
+            &|v| v < 10.0,
+        );
         target_row(
             o,
             "plugin dispatch <= 3 us median, warm pool (issue 7)",
@@ -607,7 +679,7 @@ fn kib_per_conn(m: &Measured) -> Option<f64> {
     (n > 0.0 && m.rss_after_kib > 0).then(|| (m.rss_after_kib as f64 - m.rss_before_kib as f64) / n)
 }
 
-fn num(v: &Value, key: &str) -> f64 {
+pub fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
 }
 
@@ -619,7 +691,7 @@ fn ms(v: &Value, key: &str) -> String {
     v[key].as_f64().map_or("-".into(), |x| format!("{x:.2}"))
 }
 
-fn per_cpu(count: f64, cpu: f64) -> f64 {
+pub fn per_cpu(count: f64, cpu: f64) -> f64 {
     if cpu > 0.0 { count / cpu } else { 0.0 }
 }
 
@@ -631,7 +703,7 @@ fn pct(cpu: f64, secs: f64) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub fn rate(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {

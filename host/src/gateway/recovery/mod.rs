@@ -50,6 +50,9 @@ const CLAIM_TTL: Duration = Duration::from_secs(30);
 /// How long a live session's record is kept without a refresh; every node
 /// refreshes its live records twice per period.
 const LIVE_TTL: Duration = Duration::from_secs(600);
+/// A live record in this node's memory: replaced at the disconnect, so this
+/// only bounds what a socket that never disconnects cleanly leaves behind.
+const LOCAL_LIVE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a restore waits for this node to hold the channels' history.
 const READY_WAIT: Duration = Duration::from_secs(3);
 
@@ -235,8 +238,15 @@ impl Recovery {
         }
         let key = store_key(ns, pid);
         let saved = self.record(sid, subject, rooms, true);
-        self.live.lock().unwrap().insert(key.clone(), saved.clone());
-        if let Err(e) = self.store.save(&key, &saved, LIVE_TTL).await {
+        // In this node's memory a record needs no refresh (and no second
+        // copy for the refresher): it is kept as long as the socket is.
+        let ttl = if self.store.shared() {
+            self.live.lock().unwrap().insert(key.clone(), saved.clone());
+            LIVE_TTL
+        } else {
+            LOCAL_LIVE_TTL
+        };
+        if let Err(e) = self.store.save(&key, &saved, ttl).await {
             tracing::debug!(socket = %sid, "live session not saved: {e}");
         }
     }

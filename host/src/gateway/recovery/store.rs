@@ -61,6 +61,11 @@ pub trait SessionStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<SavedSession>>>;
     /// Whether `node` still heartbeats (always, for one node in memory).
     fn alive<'a>(&'a self, node: &'a str) -> BoxFuture<'a, bool>;
+    /// Whether records outlive this process (other nodes read them): live
+    /// records must then be refreshed before their TTL runs out.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// One node's sessions.
@@ -83,6 +88,10 @@ impl MemorySessions {
 }
 
 impl SessionStore for MemorySessions {
+    fn shared(&self) -> bool {
+        false
+    }
+
     fn save<'a>(
         &'a self,
         key: &'a str,
