@@ -3,16 +3,19 @@
 //! in total and per client address at accept; a connection that does not
 //! send a complete request head (or finish its TLS handshake) in time, or
 //! moves no byte for the idle timeout, is closed; the open-file limit is
-//! raised at start so the caps, not `EMFILE`, are what refuses clients.
+//! raised at start so the caps, not `EMFILE`, are what refuses clients. A
+//! connection the server closes drains what its peer still sends first
+//! (lingering close), so a refused request's answer is read, not reset.
 //!
 //! ```text
-//! accept ─ Gate (max, per IP) ─ nodelay ─ [TLS] ─ hyper auto (h1 | h2) ─ Router
+//! accept ─ Gate (max, per IP) ─ nodelay ─ linger ─ [TLS] ─ hyper auto (h1 | h2) ─ Router
 //!                                   └── watchdog: header timeout, idle timeout
 //! ```
 
 mod activity;
 mod fdlimit;
 mod gate;
+mod linger;
 mod pending;
 mod serve;
 mod stats;

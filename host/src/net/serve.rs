@@ -137,7 +137,7 @@ async fn connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = Tracked::new(stream, activity.clone());
+    let io = super::linger::Lingering::new(Tracked::new(stream, activity.clone()));
     let t = shared.timeouts;
     let serve = async {
         let svc = service(shared.router.clone(), peer, activity.clone());
