@@ -369,12 +369,23 @@ mod tests {
             .expect("XADD")
     }
 
-    #[tokio::test]
-    async fn a_node_behind_a_trimmed_stream_cuts_its_readers_off_instead_of_skipping_silently() {
+    /// A node's side of the cluster stream (MAXLEN 2): its streams, a
+    /// connection of its own to read them, and a hub whose plugin `p` has a
+    /// reader of channel `room`.
+    struct Node {
+        _redis: TestRedis,
+        streams: Arc<Streams>,
+        conn: ConnectionManager,
+        hub: Hub,
+        space: Arc<crate::channels::Space>,
+        reader: crate::channels::Subscription,
+    }
+
+    async fn node() -> Node {
         let redis = TestRedis::start();
         let streams = Streams::new(redis.connect().await, 2, 16);
         let client = redis::Client::open(resp3_url(&redis.url).unwrap()).unwrap();
-        let mut conn = ConnectionManager::new(client).await.unwrap();
+        let conn = ConnectionManager::new(client).await.unwrap();
         let settings = HubSettings {
             history: HistoryLimits {
                 size: 100,
@@ -387,7 +398,27 @@ mod tests {
         let log: Arc<dyn ChannelLog> = streams.clone();
         let hub = Hub::with_log(settings, Some(log));
         let space = hub.space("p");
-        let mut reader = space.subscribe(&["room".to_owned()], None).unwrap();
+        let reader = space.subscribe(&["room".to_owned()], None).unwrap();
+        Node {
+            _redis: redis,
+            streams,
+            conn,
+            hub,
+            space,
+            reader,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_behind_a_trimmed_stream_cuts_its_readers_off_instead_of_skipping_silently() {
+        let Node {
+            _redis,
+            streams,
+            mut conn,
+            hub,
+            space,
+            mut reader,
+        } = node().await;
         // This node read up to `first`; five more are added, of which the
         // stream (MAXLEN 2) keeps the last two.
         let first = xadd(&mut conn, "0").await;
@@ -413,25 +444,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_that_keeps_up_sees_no_gap_however_much_the_stream_trims() {
-        let redis = TestRedis::start();
-        let streams = Streams::new(redis.connect().await, 2, 16);
-        let client = redis::Client::open(resp3_url(&redis.url).unwrap()).unwrap();
-        let mut conn = ConnectionManager::new(client).await.unwrap();
-        let log: Arc<dyn ChannelLog> = streams.clone();
-        let hub = Hub::with_log(
-            HubSettings {
-                history: HistoryLimits {
-                    size: 100,
-                    max_age: Duration::from_secs(60),
-                    max_bytes: usize::MAX,
-                },
-                buffer: 100,
-                socket_lag_bytes: 1 << 20,
-            },
-            Some(log),
-        );
-        let space = hub.space("p");
-        let mut reader = space.subscribe(&["room".to_owned()], None).unwrap();
+        let Node {
+            _redis,
+            streams,
+            mut conn,
+            hub,
+            mut reader,
+            ..
+        } = node().await;
         let first = xadd(&mut conn, "0").await;
         let mut cursors = Cursors::from([("p".to_owned(), first)]);
         for i in 1..=6 {
