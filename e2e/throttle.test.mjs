@@ -158,23 +158,27 @@ call_timeout_ms = 1500
       return Number(text.match(/^portico_plugin_calls_total\{[^}]*plugin="faulty"[^}]*\} (\d+)$/m)?.[1]);
     };
     const callsBefore = await calls();
-    // `loop` spins until its 1.5 s CPU deadline; the next 8 wait behind it, the rest are refused.
+    // `loop` spins until its 1.5 s CPU deadline. Events read in the same burst
+    // may share its call (`on-events`) and its fate (plugin_timeout); the next
+    // 8 wait behind it; the rest are refused at once.
     const spinning = emitAck(s, 'loop');
     const t0 = Date.now();
     const answers = await Promise.all(Array.from({ length: 30 }, () =>
       emitAck(s, 'ok').then((a) => ({ a, ms: Date.now() - t0 }))));
     const refused = answers.filter(({ a }) => a?.code === 'overloaded');
     const served = answers.filter(({ a }) => a?.ok === true);
-    assert.equal(refused.length, 30 - 8, JSON.stringify(answers));
+    const withLoop = answers.filter(({ a }) => a?.code === 'plugin_timeout');
     assert.equal(served.length, 8, JSON.stringify(answers));
+    assert.equal(refused.length + withLoop.length, 30 - 8, JSON.stringify(answers));
+    assert.ok(refused.length > 0 && withLoop.length <= 31, JSON.stringify(answers));
     // Refusals do not wait for the slow call; the queued events do.
     assert.ok(refused.every(({ ms }) => ms < 1000), JSON.stringify(refused));
-    assert.ok(served.every(({ ms }) => ms >= 1000), JSON.stringify(served));
+    assert.ok([...served, ...withLoop].every(({ ms }) => ms >= 1000), JSON.stringify(served));
     assert.equal((await spinning).code, 'plugin_timeout');
     // The 8 that waited went to the plugin together, in one call (`on-events`).
     assert.equal(await calls() - callsBefore, 2);
     const metrics = await (await fetch(`${slow.url}/metrics`)).text();
-    assert.match(metrics, /^portico_refused_total\{limit="socket_queue"\} 22$/m);
+    assert.match(metrics, new RegExp(`^portico_refused_total\\{limit="socket_queue"\\} ${refused.length}$`, 'm'));
   } finally {
     closeSlow();
     await slow.stop();
