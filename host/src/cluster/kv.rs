@@ -106,18 +106,32 @@ local function recorded(f)
   end
   return size
 end
+-- Before a write of key f: the time, the bytes in use (expired keys swept,
+-- a stale size of f not counted) and f's recorded size (nil: a new key).
+local function before_write(f)
+  local now = now_ms()
+  local bytes = used() - sweep(now)
+  local old, stale = recorded(f)
+  return now, bytes - (stale or 0), old
+end
+-- A new key past the key budget (ARGV[4]).
+local function keys_full(old)
+  return old == nil and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4])
+end
+-- Record f's new size, and the change in bytes in use.
+local function record_size(f, size, old)
+  redis.call('HSET', KEYS[2], f, size)
+  redis.call('INCRBY', KEYS[4], size - (old or 0))
+end
 "#;
 
 /// ARGV = key, value, ttl ms (0: none), max keys, max bytes.
 /// Returns 0, or -1 (keys full) / -2 (bytes full) having changed nothing.
 const SET: &str = r#"
-local now = now_ms()
-local bytes = used() - sweep(now)
 local f, value, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local old, stale = recorded(f)
-bytes = bytes - (stale or 0)
+local now, bytes, old = before_write(f)
 local size = #f + #value
-if old == nil and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
+if keys_full(old) then return -1 end
 if bytes - (old or 0) + size > tonumber(ARGV[5]) then return -2 end
 if ttl > 0 then
   redis.call('SET', KEYS[1], value, 'PX', ttl)
@@ -126,21 +140,17 @@ else
   redis.call('SET', KEYS[1], value)
   redis.call('ZREM', KEYS[3], f)
 end
-redis.call('HSET', KEYS[2], f, size)
-redis.call('INCRBY', KEYS[4], size - (old or 0))
+record_size(f, size, old)
 return 0
 "#;
 
 /// ARGV = key, by, default ttl ms for a new key (0: none), max keys, max bytes.
 /// Returns the new value as a string, or -1 / -2 as `SET`.
 const INCR: &str = r#"
-local now = now_ms()
-local bytes = used() - sweep(now)
 local f, by, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local old, stale = recorded(f)
-bytes = bytes - (stale or 0)
+local now, bytes, old = before_write(f)
 local before = redis.call('GET', KEYS[1])
-if old == nil and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
+if keys_full(old) then return -1 end
 if before == false and bytes + #f + #by > tonumber(ARGV[5]) then return -2 end
 redis.call('INCRBY', KEYS[1], by)
 local size = #f + redis.call('STRLEN', KEYS[1])
@@ -152,8 +162,7 @@ if before == false and ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[3], now + ttl + 1, f)
 end
-redis.call('HSET', KEYS[2], f, size)
-redis.call('INCRBY', KEYS[4], size - (old or 0))
+record_size(f, size, old)
 return redis.call('GET', KEYS[1])
 "#;
 
