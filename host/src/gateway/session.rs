@@ -195,10 +195,6 @@ impl Session {
                 // Boxed: the plugin call's future is large, and socketioxide
                 // moves every event handler's future when it spawns it.
                 match next {
-                    Some(Work::Event { event, ack }) => {
-                        let batch = self.more_events(vec![(event, ack)]);
-                        Box::pin(self.process_events(socket, batch)).await
-                    }
                     Some(work) => Box::pin(self.process(socket, work)).await,
                     None => break,
                 }
@@ -227,8 +223,8 @@ impl Session {
     /// `batch` plus the events queued right behind it, up to [`MAX_BATCH`]:
     /// a client with several events in flight has them handled in one plugin
     /// call (`on-events`), which costs little more than one.
-    fn more_events(&self, mut batch: Vec<(crate::plugins::Event, Option<AckSender>)>) -> Batch {
-        if !self.version().takes_event_lists() {
+    fn more_events(&self, version: &PluginVersion, mut batch: Batch) -> Batch {
+        if !version.takes_event_lists() {
             return batch;
         }
         let mut queue = self.queue.lock().unwrap();
@@ -247,10 +243,10 @@ impl Session {
 
     /// Events of this socket in one call, then each answer in order: its
     /// actions, then its ack. A failed call fails every event of it.
-    async fn process_events(&self, socket: &SocketRef, batch: Batch) {
+    async fn process_events(&self, socket: &SocketRef, version: &PluginVersion, batch: Batch) {
         let target = self.target(socket);
         let (events, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match self.version().on_events(&self.conn, events).await {
+        match version.on_events(&self.conn, events).await {
             Ok(answers) => {
                 for (answer, ack) in answers.into_iter().zip(acks) {
                     match answer {
@@ -287,7 +283,11 @@ impl Session {
             Work::Kick(reason) => {
                 actions::apply(&target, vec![Action::Disconnect(reason)], None).await
             }
-            Work::Event { event, ack } => self.process_events(socket, vec![(event, ack)]).await,
+            Work::Event { event, ack } => {
+                let version = self.version();
+                let batch = self.more_events(&version, vec![(event, ack)]);
+                self.process_events(socket, &version, batch).await
+            }
             Work::Timer(timer) => match self.version().on_timer(&timer).await {
                 Ok(Some(list)) => actions::apply(&target, list, None).await,
                 Ok(None) => {}
