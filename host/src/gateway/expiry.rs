@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
@@ -66,10 +66,7 @@ impl Expiries {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    crate::channels::now_ms() / 1000
 }
 
 async fn run(this: Weak<Expiries>, io: Io, ns: String) {
