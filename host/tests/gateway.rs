@@ -3,7 +3,8 @@
 //! [`Server::bind`]. What the gateway is built around, checked directly:
 //! one socket's events are handled, and answered, in the order they were
 //! sent, while other sockets' events interleave freely; and the packets one
-//! event's answer is made of leave in the order the plugin returned them.
+//! event's answer is made of leave in the order the plugin returned them;
+//! and answers wait for a client that reads slowly instead of being dropped.
 
 mod common;
 
@@ -18,13 +19,18 @@ use tokio::sync::mpsc;
 
 /// A node serving `plugins` (auth off, no event throttle), not listening yet.
 async fn node(plugins: &[&str]) -> Server {
+    node_with(plugins, |_| {}).await
+}
+
+/// The same, with `tweak` applied to its configuration.
+async fn node_with(plugins: &[&str], tweak: impl FnOnce(&mut Config)) -> Server {
     let dir = scratch_dir();
     for p in plugins {
         let wasm = format!("{p}.wasm");
         std::fs::copy(common::plugin_dir().join(&wasm), dir.join(&wasm))
             .unwrap_or_else(|e| panic!("{wasm}: {e}; build the plugins first with `make plugins`"));
     }
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         plugin_dir: dir,
         auth: AuthConfig {
@@ -37,6 +43,7 @@ async fn node(plugins: &[&str]) -> Server {
         },
         ..Config::default()
     };
+    tweak(&mut config);
     Server::bind(config).await.expect("the node starts")
 }
 
@@ -156,4 +163,29 @@ async fn an_answer_leaves_in_the_order_the_plugin_returned_it() {
         assert_eq!(emitted, format!("2/echo,[\"emit-and-ack\",{n}]"));
         assert_eq!(c.next_ack().await, (n, serde_json::json!(n)));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_wait_for_a_full_send_buffer_instead_of_being_dropped() {
+    // A send buffer of 4 packets (plus the harness's own pipe of 4): the
+    // client's 40 acks cannot all fit while it is not reading.
+    let server = node_with(&["echo"], |c| c.socketio.max_buffer_size = 4).await;
+    let mut c = Client::connect(&server, "/echo").await;
+    for n in 1..=40 {
+        c.emit_acked(n, "e", serde_json::json!(n)).await;
+    }
+    // Not reading until the gateway has met the full buffer.
+    let stats = server.state.metrics.namespace("/echo");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while stats.send_waits.get() == 0 && stats.dropped.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the buffer fills while the client does not read");
+    assert_eq!(stats.dropped.get(), 0, "no answer was dropped");
+    for n in 1..=40 {
+        assert_eq!(c.next_ack().await, (n, serde_json::json!(n)));
+    }
+    assert_eq!(stats.acks_ok.get(), 40);
 }

@@ -7,7 +7,9 @@ use socketioxide::{SendError, SocketError};
 
 use super::mount::Mount;
 use super::publisher::{self, Audience, Channels};
+use super::session::Session;
 use super::wire::{self, Args};
+use super::writable::send_when_writable;
 use crate::channels::ChannelError;
 use crate::plugins::{Action, Rejection};
 
@@ -69,14 +71,22 @@ async fn apply_one(
     let send = |what: String| move |source| ActionError::Send { what, source };
     match action {
         Action::Emit { event, payload } => {
-            let sent = socket.emit(&event, &Args::new(payload).map_err(ActionError::Payload)?);
-            counted(t.mount, sent, true).map_err(send(format!("emit {event}")))?;
+            let args = Args::new(payload).map_err(ActionError::Payload)?;
+            let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
+                socket.emit(&event, &args)
+            })
+            .await;
+            answered(t, sent, true).map_err(send(format!("emit {event}")))?;
         }
         Action::Ack(payload) => {
             let args = Args::new(payload).map_err(ActionError::Payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
-                counted(t.mount, ack.send(&args), false).map_err(send("ack".into()))?;
+                let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
+                    ack.clone().send(&args)
+                })
+                .await;
+                answered(t, sent, false).map_err(send("ack".into()))?;
                 t.mount.stats.acks_ok.inc();
             }
         }
@@ -139,7 +149,7 @@ async fn publish(
                 // Nothing was delivered: the sender's ack says so (and any
                 // ack action after this one finds it answered).
                 let why = Rejection::new("overloaded", source.to_string());
-                reject(t.mount, ack.take(), &why);
+                reject(t, ack.take(), &why).await;
                 t.mount.stats.overloaded.inc();
             }
             Err(ActionError::Publish {
@@ -212,10 +222,18 @@ fn send_to(
         .of(&mount.slot.mount)
         .and_then(|ns| ns.get_socket(sid));
     match target {
-        Some(s) => counted(mount, s.emit(event, &args), true).map_err(|source| ActionError::Send {
-            what: format!("send-to {id}"),
-            source,
-        }),
+        // Another socket's buffer: waiting for its reader would hold up this
+        // socket's queue, so a full one makes it a slow consumer instead.
+        Some(s) => {
+            let sent = counted(mount, s.emit(event, &args), true);
+            if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
+                slow_consumer(&s);
+            }
+            sent.map_err(|source| ActionError::Send {
+                what: format!("send-to {id}"),
+                source,
+            })
+        }
         None => {
             tracing::debug!(socket = %id, "send-to: no such socket here");
             Ok(())
@@ -249,13 +267,54 @@ async fn remember_rooms(t: &Target<'_>) {
     }
 }
 
-/// Answer an event with the error ack `{ok:false, code, message}`, if one was asked for.
-pub(super) fn reject(mount: &Mount, ack: Option<AckSender>, r: &Rejection) {
+/// Answer an event with the error ack `{ok:false, code, message}`, if one
+/// was asked for, in the socket's order (waiting for room in its buffer).
+pub(super) async fn reject(t: &Target<'_>, ack: Option<AckSender>, r: &Rejection) {
     if let Some(ack) = ack {
-        let sent = ack.send(&json!({ "ok": false, "code": r.code, "message": r.message }));
-        if counted(mount, sent, false).is_ok() {
-            mount.stats.acks_error.inc();
+        let body = rejection(r);
+        let sent = send_when_writable(t.socket, &t.mount.stats.send_waits, || {
+            ack.clone().send(&body)
+        })
+        .await;
+        if answered(t, sent, false).is_ok() {
+            t.mount.stats.acks_error.inc();
         }
+    }
+}
+
+/// The same, answered at once (from the packet reader, which cannot wait):
+/// a full buffer makes the socket a slow consumer.
+pub(super) fn reject_now(mount: &Mount, socket: &SocketRef, ack: Option<AckSender>, r: &Rejection) {
+    if let Some(ack) = ack {
+        let sent = counted(mount, ack.send(&rejection(r)), false);
+        match sent {
+            Ok(()) => {
+                mount.stats.acks_error.inc();
+            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => slow_consumer(socket),
+            Err(_) => {}
+        }
+    }
+}
+
+fn rejection(r: &Rejection) -> serde_json::Value {
+    json!({ "ok": false, "code": r.code, "message": r.message })
+}
+
+/// Count an answer to the target socket's own event; one that found no room
+/// in [`PATIENCE`](super::writable::PATIENCE) makes the socket a slow consumer.
+fn answered(t: &Target<'_>, sent: Result<(), SendError>, event: bool) -> Result<(), SendError> {
+    let sent = counted(t.mount, sent, event);
+    if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
+        slow_consumer(t.socket);
+    }
+    sent
+}
+
+/// Disconnect `socket` with reason `slow_consumer` (once; see [`Session::slow_consumer`]).
+fn slow_consumer(socket: &SocketRef) {
+    if let Some(session) = socket.extensions.get::<std::sync::Arc<Session>>() {
+        session.slow_consumer(socket.clone());
     }
 }
 

@@ -20,6 +20,7 @@ mod throttle;
 mod timers;
 mod unmount;
 mod wire;
+mod writable;
 
 pub use actions::{DISCONNECT_EVENT, SLOW_CONSUMER};
 pub use detach::detach_handshake;

@@ -21,6 +21,7 @@ use super::actions::{self, Target};
 use super::mount::Mount;
 use super::throttle::{SocketThrottle, Verdict};
 use super::wire;
+use super::writable;
 use crate::plugins::{Action, Connection, ConnectionGuard, PluginVersion, Rejection};
 
 pub(super) enum Work {
@@ -118,8 +119,8 @@ impl Session {
         }
     }
 
-    /// The socket's send buffer was full: it was dropped from its channels.
-    /// Tell the client `slow_consumer` as soon as the buffer has room (it may
+    /// The socket's send buffer stayed full (it fell too far behind its
+    /// channels, or an answer found no room in time). Tell the client `slow_consumer` as soon as the buffer has room (it may
     /// never), then close the transport: the client reconnects by itself and
     /// recovers what it missed.
     pub(super) fn slow_consumer(self: &Arc<Self>, socket: SocketRef) {
@@ -127,17 +128,11 @@ impl Session {
             return;
         }
         let grace = self.mount.limits.disconnect_grace;
+        let waits = self.mount.stats.send_waits.clone();
         tokio::spawn(async move {
             let reason = serde_json::json!({ "reason": actions::SLOW_CONSUMER });
-            // Up to 10 s: a reader that reads nothing for that long is gone.
-            for _ in 0..200 {
-                match socket.emit(actions::DISCONNECT_EVENT, &reason) {
-                    Err(socketioxide::SendError::Socket(
-                        socketioxide::SocketError::InternalChannelFull,
-                    )) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                    _ => break,
-                }
-            }
+            let emit = || socket.emit(actions::DISCONNECT_EVENT, &reason);
+            let _ = writable::send_when_writable(&socket, &waits, emit).await;
             if !grace.is_zero() {
                 tokio::time::sleep(grace).await;
             }
@@ -251,7 +246,7 @@ impl Session {
                 for (answer, ack) in answers.into_iter().zip(acks) {
                     match answer {
                         Ok(list) => actions::apply(&target, list, ack).await,
-                        Err(rejection) => actions::reject(&self.mount, ack, &rejection),
+                        Err(rejection) => actions::reject(&target, ack, &rejection).await,
                     }
                 }
             }
@@ -259,7 +254,7 @@ impl Session {
             Err(e) => {
                 let rejection = e.to_rejection();
                 for ack in acks {
-                    actions::reject(&self.mount, ack, &rejection);
+                    actions::reject(&target, ack, &rejection).await;
                 }
             }
         }
@@ -270,16 +265,16 @@ impl Session {
         match work {
             Work::Connected(list) => actions::apply(&target, list, None).await,
             Work::Malformed { reason, ack } => {
-                actions::reject(&self.mount, ack, &Rejection::new("bad_request", reason))
+                let why = Rejection::new("bad_request", reason);
+                actions::reject(&target, ack, &why).await
             }
-            Work::Limited(ack) => actions::reject(
-                &self.mount,
-                Some(ack),
-                &Rejection::new(
+            Work::Limited(ack) => {
+                let why = Rejection::new(
                     "rate_limited",
                     "too many events: slow down (this event was not delivered)",
-                ),
-            ),
+                );
+                actions::reject(&target, Some(ack), &why).await
+            }
             Work::Kick(reason) => {
                 actions::apply(&target, vec![Action::Disconnect(reason)], None).await
             }
@@ -353,7 +348,7 @@ impl FromMessage<Adapter> for Enqueued {
                 "overloaded",
                 "too many events waiting for the plugin: slow down (this event was not delivered)",
             );
-            actions::reject(&session.mount, ack, &why);
+            actions::reject_now(&session.mount, &SocketRef::from(s.clone()), ack, &why);
             return Ok(Enqueued(session));
         }
         let wants_ack = ack_id.is_some();

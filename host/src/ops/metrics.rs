@@ -42,6 +42,7 @@ pub struct Metrics {
     acks: Family<Labels, Counter>,
     rate_limited: Family<Labels, Counter>,
     dropped: Family<Labels, Counter>,
+    send_waits: Family<Labels, Counter>,
     auth_failures: Family<Labels, Counter>,
     recovered: Family<Labels, Counter>,
     overloaded: Family<Labels, Counter>,
@@ -58,6 +59,8 @@ pub struct NsMetrics {
     pub rate_limited: Counter,
     /// Packets socketioxide refused because the socket's buffer was full.
     pub dropped: Counter,
+    /// Answers that waited for room in their socket's send buffer.
+    pub send_waits: Counter,
     /// Sockets that reconnected with their session restored.
     pub recovered: Counter,
     /// Publications refused with `overloaded` (the outbox to Redis was full).
@@ -81,6 +84,7 @@ impl Metrics {
         let acks = Family::<Labels, Counter>::default();
         let rate_limited = Family::<Labels, Counter>::default();
         let dropped = Family::<Labels, Counter>::default();
+        let send_waits = Family::<Labels, Counter>::default();
         let auth_failures = Family::<Labels, Counter>::default();
         let recovered = Family::<Labels, Counter>::default();
         let overloaded = Family::<Labels, Counter>::default();
@@ -122,6 +126,11 @@ impl Metrics {
             dropped.clone(),
         );
         prom.register(
+            "send_waits",
+            "Answers (acks, emits) that waited for room in their socket's send buffer: a client reading slower than it sends",
+            send_waits.clone(),
+        );
+        prom.register(
             "auth_failures",
             "Refused credentials, by transport (socketio, sse) and error code",
             auth_failures.clone(),
@@ -134,6 +143,7 @@ impl Metrics {
             acks,
             rate_limited,
             dropped,
+            send_waits,
             auth_failures,
             recovered,
             overloaded,
@@ -161,6 +171,7 @@ impl Metrics {
             acks_error: self.acks.get_or_create_owned(&l(Some(("result", "error")))),
             rate_limited: self.rate_limited.get_or_create_owned(&l(None)),
             dropped: self.dropped.get_or_create_owned(&l(None)),
+            send_waits: self.send_waits.get_or_create_owned(&l(None)),
             recovered: self.recovered.get_or_create_owned(&l(None)),
             overloaded: self.overloaded.get_or_create_owned(&l(None)),
         }

@@ -501,6 +501,13 @@ where
         self.internal_tx.is_closed()
     }
 
+    /// Wait until the outgoing queue has room for one packet; `false` once
+    /// the socket is closed. The room is not kept: another sender may take
+    /// it first, so callers retry their send and wait again.
+    pub async fn writable(&self) -> bool {
+        self.internal_tx.reserve().await.is_ok()
+    }
+
     /// Wait for the socket to be fully closed
     pub async fn closed(&self) {
         self.internal_tx.closed().await

@@ -757,6 +757,15 @@ impl<A: Adapter> Socket<A> {
         self.esocket.id
     }
 
+    /// # Wait until the socket's send buffer has room for a packet.
+    ///
+    /// `false` once the socket is closed. Another sender may take the room
+    /// first: retry the send that was refused with
+    /// [`SocketError::InternalChannelFull`] and wait again if it still is.
+    pub async fn writable(&self) -> bool {
+        self.esocket.writable().await
+    }
+
     /// # Close the engine.io connection under this socket.
     ///
     /// Unlike [`Socket::disconnect`], the client sees a transport close and

@@ -90,6 +90,16 @@ pub struct AckSender<A: Adapter = LocalAdapter> {
     socket: Arc<Socket<A>>,
     ack_id: Option<i64>,
 }
+// Portico patch: an ack refused because the send buffer was full can be
+// retried once the buffer has room (see `Socket::writable`).
+impl<A: Adapter> Clone for AckSender<A> {
+    fn clone(&self) -> Self {
+        Self {
+            socket: self.socket.clone(),
+            ack_id: self.ack_id,
+        }
+    }
+}
 impl<A: Adapter> FromMessageParts<A> for AckSender<A> {
     type Error = Infallible;
     fn from_message_parts(
