@@ -158,9 +158,11 @@ call_timeout_ms = 1500
       return Number(text.match(/^portico_plugin_calls_total\{[^}]*plugin="faulty"[^}]*\} (\d+)$/m)?.[1]);
     };
     const callsBefore = await calls();
-    // `loop` spins until its 1.5 s CPU deadline. Events read in the same burst
-    // may share its call (`on-events`) and its fate (plugin_timeout); the next
-    // 8 wait behind it; the rest are refused at once.
+    // `loop` spins until its 1.5 s CPU deadline. The queue holds 8 events at
+    // most: those read in the same burst as `loop` may be queued with it and
+    // share its call (`on-events`) and its fate (plugin_timeout), at most 7;
+    // up to 8 more wait behind that call and are served; every other event
+    // is refused at once.
     const spinning = emitAck(s, 'loop');
     const t0 = Date.now();
     const answers = await Promise.all(Array.from({ length: 30 }, () =>
@@ -168,15 +170,16 @@ call_timeout_ms = 1500
     const refused = answers.filter(({ a }) => a?.code === 'overloaded');
     const served = answers.filter(({ a }) => a?.ok === true);
     const withLoop = answers.filter(({ a }) => a?.code === 'plugin_timeout');
-    assert.equal(served.length, 8, JSON.stringify(answers));
-    assert.equal(refused.length + withLoop.length, 30 - 8, JSON.stringify(answers));
-    assert.ok(refused.length > 0 && withLoop.length <= 31, JSON.stringify(answers));
+    assert.equal(served.length + withLoop.length + refused.length, 30, JSON.stringify(answers));
+    assert.ok(withLoop.length <= 7 && served.length <= 8, JSON.stringify(answers));
+    assert.ok(refused.length >= 30 - 7 - 8, JSON.stringify(answers));
     // Refusals do not wait for the slow call; the queued events do.
     assert.ok(refused.every(({ ms }) => ms < 1000), JSON.stringify(refused));
     assert.ok([...served, ...withLoop].every(({ ms }) => ms >= 1000), JSON.stringify(served));
     assert.equal((await spinning).code, 'plugin_timeout');
-    // The 8 that waited went to the plugin together, in one call (`on-events`).
-    assert.equal(await calls() - callsBefore, 2);
+    // Those that waited behind the slow call went to the plugin together, in
+    // one call (`on-events`).
+    assert.equal(await calls() - callsBefore, served.length > 0 ? 2 : 1);
     const metrics = await (await fetch(`${slow.url}/metrics`)).text();
     assert.match(metrics, new RegExp(`^portico_refused_total\\{limit="socket_queue"\\} ${refused.length}$`, 'm'));
   } finally {
