@@ -287,7 +287,10 @@ where
     let timer = tokio::time::sleep_until(ping_due);
     tokio::pin!(timer);
     loop {
+        // Reading first: the timer is looked at only once nothing is left to
+        // read (the socket's read budget guarantees that moment comes).
         let msg = tokio::select! {
+            biased;
             msg = rx.try_next() => msg?,
             () = &mut timer, if beat.is_some() => {
                 if awaiting_pong {
