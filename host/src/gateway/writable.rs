@@ -25,23 +25,21 @@ pub(super) async fn send_when_writable(
     waits: &Counter,
     mut send: impl FnMut() -> Result<(), SendError>,
 ) -> Result<(), SendError> {
+    // The common case, a buffer with room, reads no clock.
+    match send() {
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => waits.inc(),
+        sent => return sent,
+    };
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    let mut waited = false;
     loop {
+        // Room, then another try (another sender may have taken it).
+        match tokio::time::timeout_at(deadline, socket.writable()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(SendError::Socket(SocketError::Closed)),
+            Err(_) => return Err(SendError::Socket(SocketError::InternalChannelFull)),
+        }
         match send() {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                if !std::mem::replace(&mut waited, true) {
-                    waits.inc();
-                }
-                // Room, then another try (another sender may have taken it).
-                let room = tokio::time::timeout_at(deadline, socket.writable()).await;
-                if room != Ok(true) {
-                    return Err(SendError::Socket(match room {
-                        Ok(_) => SocketError::Closed,
-                        Err(_) => SocketError::InternalChannelFull,
-                    }));
-                }
-            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
             sent => return sent,
         }
     }
