@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startPortico, tempFile, call, clients } from './fixture.mjs';
+import { startPortico, tempFile, call, clients, eventually } from './fixture.mjs';
 
 const INTERVAL = 200;
 const TIMEOUT = 300;
@@ -42,19 +42,11 @@ async function rawSocket({ answer }) {
   return { ws, pings, closed, handshake: await opened };
 }
 
-const until = async (what, check, ms = 10000) => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 10));
-  }
-};
-
 test('a WebSocket client that answers every ping stays connected, pinged once per interval', async () => {
   const s = await rawSocket({ answer: () => true });
   assert.equal(s.handshake.pingInterval, INTERVAL);
   assert.equal(s.handshake.pingTimeout, TIMEOUT);
-  await until('five pings', () => s.pings.length >= 5);
+  await eventually('five pings', () => s.pings.length >= 5);
   assert.equal(s.ws.readyState, WebSocket.OPEN);
   // Paced by the interval, never faster (a slow machine may be later).
   const spread = s.pings[4] - s.pings[0];
@@ -65,10 +57,10 @@ test('a WebSocket client that answers every ping stays connected, pinged once pe
 test('a WebSocket client that stops answering pings is closed after the ping timeout', async () => {
   let answering = true;
   const s = await rawSocket({ answer: () => answering });
-  await until('two pings', () => s.pings.length >= 2);
+  await eventually('two pings', () => s.pings.length >= 2);
   answering = false;
   const unanswered = s.pings.length;
-  await until('one unanswered ping', () => s.pings.length > unanswered);
+  await eventually('one unanswered ping', () => s.pings.length > unanswered);
   const closedAt = await Promise.race([s.closed, new Promise((_, fail) =>
     setTimeout(() => fail(new Error('not closed within 10 s')), 10000))]);
   const lastPing = s.pings[s.pings.length - 1];
@@ -81,7 +73,7 @@ for (const transports of [['websocket'], ['polling']]) {
     const s = await open(node.url, '/echo', { transports, upgrade: false });
     let pings = 0;
     s.io.engine.on('ping', () => { pings += 1; });
-    await until('three pings', () => pings >= 3);
+    await eventually('three pings', () => pings >= 3);
     assert.equal(s.connected, true);
     assert.equal(await call(s, 'alive', 7), 7);
     s.close();
