@@ -71,7 +71,7 @@ async fn apply_one(
     let send = |what: String| move |source| ActionError::Send { what, source };
     match action {
         Action::Emit { event, payload } => {
-            let args = Args::new(payload).map_err(ActionError::Payload)?;
+            let args = Args::new(&payload).map_err(ActionError::Payload)?;
             let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
                 socket.emit(&event, &args)
             })
@@ -79,7 +79,7 @@ async fn apply_one(
             answered(t, sent, true).map_err(send(format!("emit {event}")))?;
         }
         Action::Ack(payload) => {
-            let args = Args::new(payload).map_err(ActionError::Payload)?;
+            let args = Args::new(&payload).map_err(ActionError::Payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
                 let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
@@ -213,7 +213,7 @@ fn send_to(
     event: &str,
     payload: crate::plugins::Payload,
 ) -> Result<(), ActionError> {
-    let args = Args::new(payload).map_err(ActionError::Payload)?;
+    let args = Args::new(&payload).map_err(ActionError::Payload)?;
     let Ok(sid) = id.parse::<Sid>() else {
         return Err(ActionError::BadSocketId(id.to_owned()));
     };

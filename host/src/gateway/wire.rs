@@ -35,28 +35,30 @@ pub(super) fn read_event(
     })
 }
 
-/// A payload as Socket.IO arguments. Serialized as a tuple so socketioxide
-/// sends each element as its own argument; placeholders become binary
-/// attachments again.
-pub(super) enum Args {
+/// A payload as Socket.IO arguments, borrowed from the plugin's answer.
+/// Serialized as a tuple so socketioxide sends each element as its own
+/// argument; placeholders become binary attachments again.
+pub(super) enum Args<'a> {
     /// No attachments and no placeholders: each argument is passed through as raw JSON
-    /// text, never parsed into a tree (the common case, and the hot path of every ack).
-    Raw(Vec<Box<RawValue>>),
+    /// text, never parsed into a tree nor copied (the common case, and the hot path of
+    /// every ack).
+    Raw(Vec<&'a RawValue>),
     WithBinary {
         items: Vec<serde_json::Value>,
-        binary: Vec<Vec<u8>>,
+        binary: &'a [Vec<u8>],
     },
 }
 
-impl Args {
-    pub(super) fn new(p: Payload) -> Result<Self, String> {
-        if p.binary.is_empty() && !p.args_json.contains("\"_placeholder\"") {
+impl<'a> Args<'a> {
+    pub(super) fn new(p: &'a Payload) -> Result<Self, String> {
+        let not_array = |e: serde_json::Error| format!("payload args are not a JSON array: {e}");
+        if p.binary.is_empty() && !mentions_placeholder(&p.args_json) {
             return serde_json::from_str(&p.args_json)
                 .map(Self::Raw)
-                .map_err(|e| format!("payload args are not a JSON array: {e}"));
+                .map_err(not_array);
         }
-        let items: Vec<serde_json::Value> = serde_json::from_str(&p.args_json)
-            .map_err(|e| format!("payload args are not a JSON array: {e}"))?;
+        let items: Vec<serde_json::Value> =
+            serde_json::from_str(&p.args_json).map_err(not_array)?;
         if let Some(n) = max_placeholder(&items)
             && n >= p.binary.len()
         {
@@ -67,9 +69,16 @@ impl Args {
         }
         Ok(Self::WithBinary {
             items,
-            binary: p.binary,
+            binary: &p.binary,
         })
     }
+}
+
+/// Whether the text may hold a `"_placeholder"` key (then it is parsed to find out).
+fn mentions_placeholder(json: &str) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"_placeholder\""));
+    FINDER.find(json.as_bytes()).is_some()
 }
 
 fn max_placeholder(items: &[serde_json::Value]) -> Option<usize> {
@@ -99,7 +108,7 @@ fn placeholder(m: &serde_json::Map<String, serde_json::Value>) -> Option<usize> 
     }
 }
 
-impl Serialize for Args {
+impl Serialize for Args<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Args::Raw(items) => {
@@ -177,19 +186,19 @@ mod tests {
             args_json: json.into(),
             binary: vec![vec![1]; n],
         };
-        assert!(Args::new(p(r#"[{"_placeholder":true,"num":0}]"#, 1)).is_ok());
-        assert!(Args::new(p(r#"[{"_placeholder":true,"num":1}]"#, 1)).is_err());
-        assert!(Args::new(p(r#"{"not":"an array"}"#, 0)).is_err());
-        assert!(Args::new(p(r#"[{"_placeholder":true,"num":0}]"#, 0)).is_err());
+        assert!(Args::new(&p(r#"[{"_placeholder":true,"num":0}]"#, 1)).is_ok());
+        assert!(Args::new(&p(r#"[{"_placeholder":true,"num":1}]"#, 1)).is_err());
+        assert!(Args::new(&p(r#"{"not":"an array"}"#, 0)).is_err());
+        assert!(Args::new(&p(r#"[{"_placeholder":true,"num":0}]"#, 0)).is_err());
     }
 
     #[test]
     fn plain_args_serialize_as_a_tuple_of_their_raw_text() {
-        let args = Args::new(Payload {
+        let payload = Payload {
             args_json: r#"[{"b":1,"a":[2, 3]}, "x", 1.50]"#.into(),
             binary: vec![],
-        })
-        .unwrap();
+        };
+        let args = Args::new(&payload).unwrap();
         assert!(matches!(args, Args::Raw(_)));
         // Raw text is kept byte for byte (key order, spacing, number spelling).
         assert_eq!(
