@@ -44,7 +44,8 @@
 //!
 //! Build it with `crate-type = ["cdylib", "rlib"]` and
 //! `cargo build --target wasm32-wasip2 --release`: the `.wasm` file is the component
-//! (`opt-level = "s"`, `lto = true` and `panic = "abort"` in `[profile.release]` keep it small).
+//! (`opt-level = 3`, `lto = true`, `codegen-units = 1` and `panic = "abort"` in
+//! `[profile.release]` make it fast and keep it small).
 //!
 //! # Conventions
 //!
@@ -71,6 +72,8 @@ pub mod log;
 pub mod presence;
 mod router;
 mod rt;
+#[cfg(any(target_arch = "wasm32", test))]
+mod small_blocks;
 pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -41,18 +41,24 @@ mod oom {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::fmt::Write;
 
-    /// The system allocator, but a failed allocation logs and traps instead of going through
-    /// std's handler (which writes to the missing stderr).
-    struct TrapOnOom;
+    use crate::small_blocks::SmallBlocks;
+
+    /// Small blocks from free lists, the rest from the system allocator; a failed allocation
+    /// logs and traps instead of going through std's handler (which writes to the missing
+    /// stderr).
+    struct TrapOnOom(SmallBlocks<System>);
+
+    // SAFETY: a wasm32-wasip2 instance runs a single thread.
+    unsafe impl Sync for TrapOnOom {}
 
     #[global_allocator]
-    static ALLOCATOR: TrapOnOom = TrapOnOom;
+    static ALLOCATOR: TrapOnOom = TrapOnOom(SmallBlocks::new(System));
 
-    // SAFETY: forwards to `System` unchanged; only the failure path differs, and it never
-    // returns.
+    // SAFETY: forwards to `SmallBlocks` unchanged; only the failure path differs, and it
+    // never returns.
     unsafe impl GlobalAlloc for TrapOnOom {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc(layout) };
+            let ptr = unsafe { self.0.alloc(layout) };
             if ptr.is_null() {
                 out_of_memory(layout.size());
             }
@@ -60,7 +66,7 @@ mod oom {
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc_zeroed(layout) };
+            let ptr = unsafe { self.0.alloc_zeroed(layout) };
             if ptr.is_null() {
                 out_of_memory(layout.size());
             }
@@ -68,11 +74,11 @@ mod oom {
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
+            unsafe { self.0.dealloc(ptr, layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let new = unsafe { System.realloc(ptr, layout, new_size) };
+            let new = unsafe { self.0.realloc(ptr, layout, new_size) };
             if new.is_null() {
                 out_of_memory(new_size);
             }
