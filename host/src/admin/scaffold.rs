@@ -113,9 +113,9 @@ crate-type = ["cdylib", "rlib"]
 [dependencies]
 portico-sdk = {sdk_dep}
 
-# Small, fast components: `cargo build --target wasm32-wasip2 --release`.
+# Fast components: `cargo build --target wasm32-wasip2 --release`.
 [profile.release]
-opt-level = "s"
+opt-level = 3
 lto = true
 codegen-units = 1
 panic = "abort"
