@@ -76,6 +76,10 @@ impl PluginEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf` can name plugin functions when the JIT writes /tmp/perf-<pid>.map.
+        if std::env::var_os("PORTICO_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         if let Some(dir) = &settings.cache_dir
             && let Err(e) = crate::durable::remove_leftovers(dir)
