@@ -187,5 +187,13 @@ async fn answers_wait_for_a_full_send_buffer_instead_of_being_dropped() {
     for n in 1..=40 {
         assert_eq!(c.next_ack().await, (n, serde_json::json!(n)));
     }
+    // Counted once its send returned, which can be just after the client read it.
+    let counted = tokio::time::timeout(Duration::from_secs(5), async {
+        while stats.acks_ok.get() < 40 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "acks counted: {}", stats.acks_ok.get());
     assert_eq!(stats.acks_ok.get(), 40);
 }
