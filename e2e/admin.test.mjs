@@ -87,7 +87,8 @@ test('replacing chat under load: no lost or failed ack, nobody disconnected, new
 });
 
 test('every bad upload is refused with a precise reason and the old version keeps serving', async () => {
-  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '360000' } });
+  // Room for the chat plugin (~400 KB), not for the 700 KB body below.
+  const node = await start({ env: { PORTICO_RUNTIME__MAX_PLUGIN_BYTES: '600000' } });
   const s = await open(node, '/chat');
   const serving = async () => {
     assert.equal((await call(s, 'nick', { name: 'x' })).v, '0.1.0');
@@ -100,7 +101,7 @@ test('every bad upload is refused with a precise reason and the old version keep
     ['a component for another world (empty component)', Buffer.from('0061736d0d000100', 'hex'), '', 422, 'wrong_world'],
     ['describe() traps', wasm('faulty'), 'config.describe=panic', 422, 'describe_failed'],
     ['describe() loops', wasm('faulty'), 'config.describe=loop', 422, 'describe_failed'],
-    ['an oversized body', randomBytes(400000), '', 413, 'plugin_too_large'],
+    ['an oversized body', randomBytes(700000), '', 413, 'plugin_too_large'],
     ['an unknown parameter', wasm('chat'), 'timeout=5', 400, 'bad_request'],
   ];
   for (const [what, bytes, query, status, code] of cases) {
