@@ -84,7 +84,10 @@ impl<A: GlobalAlloc> SmallBlocks<A> {
             let layout = unsafe { Layout::from_size_align_unchecked(len, MAX_ALIGN) };
             let chunk = unsafe { self.backing.alloc(layout) };
             if chunk.is_null() {
-                return chunk;
+                // Near the memory cap a chunk may not fit where one block still does.
+                // SAFETY: a block size and its alignment make a valid, non-zero layout.
+                let one = unsafe { Layout::from_size_align_unchecked(size, align) };
+                return unsafe { self.backing.alloc(one) };
             }
             // The old chunk's rest (under one block) is left unused.
             self.end.set(chunk.wrapping_add(len));
@@ -221,6 +224,54 @@ mod tests {
         let bytes = unsafe { std::slice::from_raw_parts(back, 5) };
         assert_eq!(bytes, b"hello");
         unsafe { heap.dealloc(back, layout(100, 1)) };
+    }
+
+    /// The system allocator with room for `left` more bytes.
+    struct Capped {
+        left: Cell<usize>,
+    }
+
+    unsafe impl GlobalAlloc for Capped {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if layout.size() > self.left.get() {
+                return ptr::null_mut();
+            }
+            self.left.set(self.left.get() - layout.size());
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[test]
+    fn without_room_for_a_chunk_a_block_still_comes_then_null() {
+        // Room for the first chunk and two more 64-byte blocks, not for a second chunk.
+        let heap = SmallBlocks::new(Capped {
+            left: Cell::new(FIRST_CHUNK + 128),
+        });
+        let l = layout(64, 8);
+        let blocks: Vec<*mut u8> = (0..FIRST_CHUNK / 64 + 2)
+            .map(|_| unsafe { heap.alloc(l) })
+            .collect();
+        assert!(
+            blocks.iter().all(|p| !p.is_null()),
+            "the chunk, then two blocks"
+        );
+        assert!(
+            unsafe { heap.alloc(l) }.is_null(),
+            "then nothing: the caller traps"
+        );
+        let mut spans: Vec<usize> = blocks.iter().map(|p| p.addr()).collect();
+        spans.sort();
+        assert!(
+            spans.windows(2).all(|w| w[0] + 64 <= w[1]),
+            "blocks overlap"
+        );
+        // A block that came alone is reused like any other.
+        unsafe { heap.dealloc(blocks[blocks.len() - 1], l) };
+        assert_eq!(unsafe { heap.alloc(l) }, blocks[blocks.len() - 1]);
     }
 
     #[test]
