@@ -7,32 +7,54 @@ use serde_json::value::RawValue;
 
 use crate::plugins::{Event, Payload};
 
-/// Read an event packet (`["name", ...args]` plus attachments).
+/// Read an event packet (`["name", ...args]` plus attachments), in one pass:
+/// each argument is validated and copied into `args_json` as it is read.
 pub(super) fn read_event(
     text: &str,
     binary: Vec<Vec<u8>>,
     wants_ack: bool,
 ) -> Result<Event, String> {
-    let items: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|e| format!("event is not a JSON array: {e}"))?;
-    let (name, args) = items.split_first().ok_or("event has no name")?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let split = serde::Deserializer::deserialize_seq(&mut de, Split(text.len()))
+        .and_then(|split| de.end().map(|()| split))
+        .map_err(|e| format!("event is not a JSON array: {e}"))?;
+    let (name, args_json) = split?;
     let name: String =
         serde_json::from_str(name.get()).map_err(|_| "event name is not a string")?;
-    let mut args_json = String::with_capacity(text.len());
-    args_json.push('[');
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            args_json.push(',');
-        }
-        args_json.push_str(a.get());
-    }
-    args_json.push(']');
     Ok(Event {
         name,
         args_json,
         binary,
         wants_ack,
     })
+}
+
+/// Visits an event array: its first element (the name, still raw) and the
+/// rest as a JSON array of its own; `Err` when there is no first element.
+struct Split(usize);
+
+impl<'de> serde::de::Visitor<'de> for Split {
+    type Value = Result<(&'de RawValue, String), &'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Some(name) = seq.next_element::<&RawValue>()? else {
+            return Ok(Err("event has no name"));
+        };
+        let mut args = String::with_capacity(self.0);
+        args.push('[');
+        while let Some(arg) = seq.next_element::<&RawValue>()? {
+            if args.len() > 1 {
+                args.push(',');
+            }
+            args.push_str(arg.get());
+        }
+        args.push(']');
+        Ok(Ok((name, args)))
+    }
 }
 
 /// A payload as Socket.IO arguments, borrowed from the plugin's answer.
@@ -176,8 +198,18 @@ mod tests {
             read_event(r#"["ping"]"#, vec![], false).unwrap().args_json,
             "[]"
         );
-        assert!(read_event("[]", vec![], false).is_err());
-        assert!(read_event("[1]", vec![], false).is_err());
+        let why = |text: &str| read_event(text, vec![], false).unwrap_err();
+        assert_eq!(why("[]"), "event has no name");
+        assert_eq!(why("[1]"), "event name is not a string");
+        assert!(why(r#"{"a":1}"#).starts_with("event is not a JSON array"));
+        assert!(why(r#"["a",{"b":}]"#).starts_with("event is not a JSON array"));
+        assert!(why(r#"["a"] x"#).starts_with("event is not a JSON array"));
+        // Spacing inside an argument is kept; between arguments it goes.
+        let e = read_event(r#"[ "m" , {"a": [1, 2]} , 3 ]"#, vec![], false).unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.args_json.as_str()),
+            ("m", r#"[{"a": [1, 2]},3]"#)
+        );
     }
 
     #[test]
