@@ -41,7 +41,7 @@ pub(super) async fn apply(t: &Target<'_>, actions: Vec<Action>, mut ack: Option<
 pub(super) enum ActionError {
     /// The plugin returned a payload that is not valid Socket.IO arguments.
     #[error("{0}")]
-    Payload(String),
+    Payload(#[from] wire::PayloadError),
     /// A packet to one socket was refused (its buffer is full: counted as dropped).
     #[error("{what}: {source}")]
     Send { what: String, source: SendError },
@@ -71,7 +71,7 @@ async fn apply_one(
     let send = |what: String| move |source| ActionError::Send { what, source };
     match action {
         Action::Emit { event, payload } => {
-            let args = Args::new(&payload).map_err(ActionError::Payload)?;
+            let args = Args::new(&payload)?;
             let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
                 socket.emit(&event, &args)
             })
@@ -79,7 +79,7 @@ async fn apply_one(
             answered(t, sent, true).map_err(send(format!("emit {event}")))?;
         }
         Action::Ack(payload) => {
-            let args = Args::new(&payload).map_err(ActionError::Payload)?;
+            let args = Args::new(&payload)?;
             // Only the first ack counts; a client asked for exactly one.
             if let Some(ack) = ack.take() {
                 let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
@@ -133,7 +133,7 @@ async fn publish(
     include_sender: bool,
     ack: &mut Option<AckSender>,
 ) -> Result<(), ActionError> {
-    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let data = wire::single(data_json)?;
     let to = Channels {
         space: &t.mount.channels,
         stats: &t.mount.stats,
@@ -191,7 +191,7 @@ async fn publish_detached(
     event: String,
     data_json: &str,
 ) -> Result<(), ActionError> {
-    let data = wire::single(data_json).map_err(ActionError::Payload)?;
+    let data = wire::single(data_json)?;
     let to = Channels {
         space: &mount.channels,
         stats: &mount.stats,
@@ -213,7 +213,7 @@ fn send_to(
     event: &str,
     payload: crate::plugins::Payload,
 ) -> Result<(), ActionError> {
-    let args = Args::new(&payload).map_err(ActionError::Payload)?;
+    let args = Args::new(&payload)?;
     let Ok(sid) = id.parse::<Sid>() else {
         return Err(ActionError::BadSocketId(id.to_owned()));
     };

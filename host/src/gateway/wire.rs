@@ -71,23 +71,33 @@ pub(super) enum Args<'a> {
     },
 }
 
+/// Why a plugin's payload cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PayloadError {
+    #[error("payload args are not a JSON array: {0}")]
+    NotAnArray(serde_json::Error),
+    #[error("placeholder {placeholder} has no attachment ({given} given)")]
+    NoAttachment { placeholder: usize, given: usize },
+    #[error("publication data is not JSON: {0}")]
+    NotJson(serde_json::Error),
+}
+
 impl<'a> Args<'a> {
-    pub(super) fn new(p: &'a Payload) -> Result<Self, String> {
-        let not_array = |e: serde_json::Error| format!("payload args are not a JSON array: {e}");
+    pub(super) fn new(p: &'a Payload) -> Result<Self, PayloadError> {
         if p.binary.is_empty() && !mentions_placeholder(&p.args_json) {
             return serde_json::from_str(&p.args_json)
                 .map(Self::Raw)
-                .map_err(not_array);
+                .map_err(PayloadError::NotAnArray);
         }
         let items: Vec<serde_json::Value> =
-            serde_json::from_str(&p.args_json).map_err(not_array)?;
-        if let Some(n) = max_placeholder(&items)
-            && n >= p.binary.len()
+            serde_json::from_str(&p.args_json).map_err(PayloadError::NotAnArray)?;
+        if let Some(placeholder) = max_placeholder(&items)
+            && placeholder >= p.binary.len()
         {
-            return Err(format!(
-                "placeholder {n} has no attachment ({} given)",
-                p.binary.len()
-            ));
+            return Err(PayloadError::NoAttachment {
+                placeholder,
+                given: p.binary.len(),
+            });
         }
         Ok(Self::WithBinary {
             items,
@@ -180,8 +190,8 @@ impl Serialize for WithBinary<'_> {
 }
 
 /// One JSON value sent as a single argument (publications).
-pub(super) fn single(data_json: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(data_json).map_err(|e| format!("publication data is not JSON: {e}"))
+pub(super) fn single(data_json: &str) -> Result<serde_json::Value, PayloadError> {
+    serde_json::from_str(data_json).map_err(PayloadError::NotJson)
 }
 
 #[cfg(test)]
