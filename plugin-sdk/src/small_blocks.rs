@@ -6,10 +6,10 @@
 //! each; here a small alloc or free is a pop or a push on its class's list.
 //! Blocks are carved from chunks of the system allocator (4 KiB first, each
 //! next one twice the last, up to 64 KiB: a fresh instance per call pays for
-//! little more than it uses) and kept for reuse, so a plugin's small-block memory is the peak of its live small
-//! blocks per class (the instance's memory cap still bounds it: chunks come
-//! from the same linear memory). Larger or over-aligned layouts go to the
-//! system allocator unchanged.
+//! little more than it uses) and kept for reuse, so a plugin's small-block
+//! memory is the peak of its live small blocks per class (the instance's
+//! memory cap still bounds it: chunks come from the same linear memory).
+//! Larger or over-aligned layouts go to the system allocator unchanged.
 //!
 //! Not thread-safe: a wasm32-wasip2 instance runs one thread.
 

@@ -24,8 +24,9 @@ pub enum Isolation {
     /// Reuse warm instances across calls (fast; state in linear memory survives between calls).
     #[default]
     Pooled,
-    /// A fresh instance for every call (no state can leak between messages; an
-    /// instantiation costs about twenty warm calls).
+    /// A fresh instance for every call, which carries one connection's queued
+    /// events (no state can leak between calls; an instantiation costs about
+    /// twenty warm calls).
     Fresh,
 }
 
