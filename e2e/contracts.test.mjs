@@ -1,20 +1,21 @@
-// Plugins built against portico:plugin@0.1.0 keep working next to 0.2.0 ones; the 0.2.0
-// imports work end to end: connection state (gone after disconnect) and timers (firing,
+// Plugins built against portico:plugin@0.1.0 and @0.2.0 keep working next to the SDK's 0.3.0
+// ones; the imports 0.2.0 added (and 0.3.0 keeps) work end to end: connection state (gone after disconnect) and timers (firing,
 // cancelled with their connection, surviving a hot swap, publishing on their own).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ADMIN_TOKEN, startPortico, pluginDir, call, next, eventually, wasm, deploy, clients } from './fixture.mjs';
+import { ADMIN_TOKEN, startPortico, pluginDir, call, next, eventually, wasm, deploy, clients, pluginInfo } from './fixture.mjs';
 
-const FIXTURE = resolve('../host/tests/fixtures/echo-0.1.0.wasm');
+const fixture = (version) => resolve(`../host/tests/fixtures/echo-${version}.wasm`);
 let node;
 const { openAs, closeAll } = clients();
 const open = (ns, sub) => openAs(node, ns, sub);
 
 before(async () => {
   const dir = pluginDir(['chat', 'echo', 'probe']);
-  copyFileSync(FIXTURE, join(dir, 'oldecho.wasm'));
+  copyFileSync(fixture('0.1.0'), join(dir, 'oldecho.wasm'));
+  copyFileSync(fixture('0.2.0'), join(dir, 'echotwo.wasm'));
   node = await startPortico({ dir, args: ['--admin-token', ADMIN_TOKEN] });
 });
 after(async () => {
@@ -28,19 +29,28 @@ async function metric(name, plugin) {
   return line ? Number(line.split(' ').pop()) : undefined;
 }
 
-test('a 0.1.0 component is served next to 0.2.0 plugins', async () => {
+test('0.1.0 and 0.2.0 components are served next to 0.3.0 plugins', async () => {
   const old = await open('/oldecho');
+  const two = await open('/echotwo');
   const echo = await open('/echo');
   const chat = await open('/chat');
-  assert.deepEqual(await call(old, 'anything', { a: [1, 2] }), { a: [1, 2] });
-  assert.deepEqual(await call(echo, 'anything', { b: 3 }), { b: 3 });
+  const contracts = {};
+  for (const name of ['oldecho', 'echotwo', 'echo', 'chat']) contracts[name] = (await pluginInfo(node, name)).contract;
+  assert.deepEqual(contracts, { oldecho: '0.1.0', echotwo: '0.2.0', echo: '0.3.0', chat: '0.3.0' });
   assert.equal((await call(chat, 'join', { room: 'r' })).ok, true);
-  // Emits (no ack) work on the old contract too.
-  const back = next(old, 'ping');
-  old.emit('ping', 'x');
-  assert.deepEqual(await back, ['x']);
+  for (const socket of [old, two, echo]) {
+    // A burst (answered in one on-events call by 0.2.0 and 0.3.0 plugins), with an
+    // attachment and a non-ASCII event name: every answer in order, unchanged.
+    const sent = Array.from({ length: 20 }, (_, i) => ({ i, é: 'ü', bin: Buffer.from([i, 255, 0]) }));
+    const acks = await Promise.all(sent.map((arg) => socket.timeout(5000).emitWithAck('fïle', arg)));
+    assert.deepEqual(acks.map((a) => [a.i, a.é, Buffer.from(a.bin)]), sent.map((a) => [a.i, a.é, a.bin]));
+    // Emits (no ack) work on every contract too.
+    const back = next(socket, 'ping');
+    socket.emit('ping', 'x');
+    assert.deepEqual(await back, ['x']);
+  }
   const plugins = (await (await fetch(`${node.url}/readyz`)).json()).plugins.sort();
-  assert.deepEqual(plugins, ['chat', 'echo', 'oldecho', 'probe']);
+  assert.deepEqual(plugins, ['chat', 'echo', 'echotwo', 'oldecho', 'probe']);
 });
 
 test('connection state is per connection and gone once it disconnects', async () => {

@@ -1,13 +1,14 @@
-//! Both contract versions are served side by side: a component built against the frozen
-//! `portico:plugin@0.1.0` (committed in `tests/fixtures/echo-0.1.0.wasm`, today's echo
-//! before the SDK moved to 0.2.0) loads and answers next to 0.2.0 plugins.
+//! Every contract version is served side by side: components built against the frozen
+//! `portico:plugin@0.1.0` and `@0.2.0` (committed in `tests/fixtures/echo-0.1.0.wasm` and
+//! `echo-0.2.0.wasm`: today's echo before the SDK moved to the next version) load and answer
+//! next to the SDK's 0.3.0 plugins.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{conn, event, install, registry};
-use portico::plugins::{Action, PluginSettings};
+use portico::plugins::{Action, Event, Payload, PluginSettings};
 
 fn fixture(name: &str) -> Arc<[u8]> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,40 +20,60 @@ fn fixture(name: &str) -> Arc<[u8]> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_0_1_0_plugin_serves_next_to_0_2_0_plugins() {
+async fn plugins_of_every_contract_version_serve_side_by_side() {
     let r = registry();
-    r.install(
-        "old-echo",
-        fixture("echo-0.1.0.wasm"),
-        PluginSettings::default(),
-    )
-    .await
-    .expect("the 0.1.0 component loads");
+    for (name, file) in [("echo-1", "echo-0.1.0.wasm"), ("echo-2", "echo-0.2.0.wasm")] {
+        r.install(name, fixture(file), PluginSettings::default())
+            .await
+            .unwrap_or_else(|e| panic!("{file} loads: {e}"));
+    }
     install(&r, "echo", PluginSettings::default()).await;
     install(&r, "chat", PluginSettings::default()).await;
-    let old = r.get("old-echo").unwrap().active();
-    let new = r.get("echo").unwrap().active();
-    assert_eq!(old.contract(), "0.1.0");
-    assert_eq!(new.contract(), "0.2.0");
-    assert_eq!(r.get("chat").unwrap().active().contract(), "0.2.0");
-    assert_eq!(old.manifest.name, "echo");
+    let versions = ["echo-1", "echo-2", "echo"].map(|n| r.get(n).unwrap().active());
+    let contracts = versions.each_ref().map(|v| v.contract());
+    assert_eq!(contracts, ["0.1.0", "0.2.0", "0.3.0"]);
+    assert_eq!(r.get("chat").unwrap().active().contract(), "0.3.0");
 
-    for version in [&old, &new] {
+    // An attachment and a non-ASCII name cross every version's encoding unchanged.
+    let file = Event {
+        name: "fïle".into(),
+        args_json: r#"[{"_placeholder":true,"num":0}]"#.into(),
+        binary: vec![vec![0, 255, 7]],
+        wants_ack: true,
+    };
+    for version in &versions {
+        assert_eq!(version.manifest.name, "echo");
         let c = conn("s1");
         version.connections().register(Arc::new(c.clone()));
         assert!(version.on_connect(&c).await.unwrap().is_ok());
         let answers = version
-            .on_events(&c, vec![event("a", "[1]"), event("b", r#"[{"x":2}]"#)])
+            .on_events(
+                &c,
+                vec![event("a", "[1]"), event("b", r#"[{"x":2}]"#), file.clone()],
+            )
             .await
             .unwrap();
         let acked: Vec<_> = answers
             .iter()
             .map(|a| match a.as_deref() {
-                Ok([Action::Ack(p)]) => p.args_json.clone(),
+                Ok([Action::Ack(p)]) => p.clone(),
                 other => panic!("{} answered {other:?}", version.contract()),
             })
             .collect();
-        assert_eq!(acked, ["[1]", r#"[{"x":2}]"#], "{}", version.contract());
+        let payload = |args: &str, binary: Vec<Vec<u8>>| Payload {
+            args_json: args.into(),
+            binary,
+        };
+        assert_eq!(
+            acked,
+            [
+                payload("[1]", vec![]),
+                payload(r#"[{"x":2}]"#, vec![]),
+                payload(&file.args_json, file.binary.clone()),
+            ],
+            "{}",
+            version.contract()
+        );
         assert!(version.on_disconnect(&c, "transport close").await.is_ok());
     }
 }

@@ -3,15 +3,13 @@
 
 use crate::action::Action;
 use crate::timers::Timer;
-use crate::types::{
-    Connection, Details, Event, Manifest, Payload, Principal, Rejection, Transport,
-};
-use crate::wit::portico::plugin::types as w;
+use crate::types::{Connection, Details, Manifest, Payload, Principal, Rejection, Transport};
+use crate::wit::portico::plugin0_2_0::types as w;
 use crate::{Plugin, rt};
 
-pub use crate::wit::exports::portico::plugin::handler::Guest;
+pub use crate::wit::exports::portico::plugin0_3_0::handler::Guest;
 pub use w::{
-    Action as WitAction, Connection as WitConnection, Event as WitEvent, Manifest as WitManifest,
+    Action as WitAction, Connection as WitConnection, Manifest as WitManifest,
     Rejection as WitRejection, TimerEvent as WitTimerEvent,
 };
 
@@ -33,14 +31,17 @@ pub fn on_connect<P: Plugin>(conn: WitConnection) -> WitResult {
     lower_result(P::on_connect(&conn))
 }
 
-/// `on-events`: one answer per event, in order.
-pub fn on_events<P: Plugin>(conn: String, events: Vec<WitEvent>) -> Vec<WitResult> {
+/// `on-events`: the events and their answers as 0.3.0's buffers ([`crate::packed`]),
+/// one answer per event, in order.
+pub fn on_events<P: Plugin>(conn: String, events: Vec<u8>) -> Vec<u8> {
     rt::init();
     let conn = crate::host::connection(conn);
-    events
-        .into_iter()
-        .map(|e| lower_result(P::on_event(&conn, &e.into())))
-        .collect()
+    let events = crate::packed::decode_events(&events);
+    let mut answers = crate::packed::Answers::new(events.len());
+    for e in &events {
+        answers.push(P::on_event(&conn, e));
+    }
+    answers.into_bytes()
 }
 
 /// `on-disconnect`.
@@ -132,19 +133,6 @@ pub(crate) fn details(
     }
 }
 
-impl From<WitEvent> for Event {
-    fn from(e: WitEvent) -> Self {
-        Self {
-            name: e.name,
-            payload: Payload {
-                args_json: e.args_json,
-                binary: e.binary,
-            },
-            wants_ack: e.wants_ack,
-        }
-    }
-}
-
 impl From<Payload> for w::Payload {
     fn from(p: Payload) -> Self {
         Self {
@@ -222,7 +210,7 @@ impl From<Manifest> for WitManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventSpec, Manifest};
+    use crate::{Event, EventSpec, Manifest};
     use serde_json::json;
 
     struct Probe;
@@ -259,39 +247,41 @@ mod tests {
     }
 
     #[test]
-    fn lowers_and_lifts_through_the_generated_types() {
+    fn calls_cross_the_generated_types_and_the_packed_buffers() {
         let m = describe::<Probe>();
         assert_eq!(
             m.events[0].schema_json.as_deref(),
             Some(r#"{"type":"object","x-portico-direction":"out"}"#)
         );
-        let event = WitEvent {
-            name: "e".into(),
-            args_json: "[1]".into(),
-            binary: vec![vec![7]],
-            wants_ack: true,
-        };
         on_connect::<Probe>(wit_conn()).unwrap();
-        let actions = on_events::<Probe>("s1".into(), vec![event])
-            .remove(0)
-            .unwrap();
-        assert!(matches!(&actions[0], WitAction::SendTo(d) if d.socket == "ann"));
-        assert!(matches!(&actions[1], WitAction::Publish(p) if p.include_sender));
-        assert!(
-            matches!(&actions[2], WitAction::Ack(p) if p.args_json == "[1]" && p.binary == vec![vec![7]])
-        );
-        let fail = WitEvent {
-            name: "fail".into(),
-            args_json: "[]".into(),
-            binary: vec![],
-            wants_ack: false,
-        };
+        // Two events in one call, packed as the host packs them: `e` (acked, one
+        // attachment) and `fail`.
+        let mut events = Vec::new();
+        events.extend(2u32.to_le_bytes());
+        for (flags, name, args, binary) in [(1u8, "e", "[1]", &[7u8][..]), (0, "fail", "[]", &[])] {
+            events.push(flags);
+            for s in [name, args] {
+                events.extend((s.len() as u32).to_le_bytes());
+                events.extend(s.as_bytes());
+            }
+            let attachments = u32::from(!binary.is_empty());
+            events.extend(attachments.to_le_bytes());
+            if attachments == 1 {
+                events.extend((binary.len() as u32).to_le_bytes());
+                events.extend(binary);
+            }
+        }
+        let mut expected = crate::packed::Answers::new(2);
+        expected.push(Ok(vec![
+            Action::send_to("ann", "x", &1),
+            Action::publish("c", "e", &json!({ "a": 1 })).include_sender(),
+            Action::Ack(Payload::from_raw("[1]", vec![vec![7]])),
+        ]));
+        expected.push(Err(Rejection::new("nope", "no")));
         assert_eq!(
-            on_events::<Probe>("s1".into(), vec![fail])
-                .remove(0)
-                .unwrap_err()
-                .code,
-            "nope"
+            on_events::<Probe>("s1".into(), events),
+            expected.into_bytes(),
+            "the subject came from the record on-connect cached"
         );
         assert!(on_subscribe::<Probe>(wit_conn(), "c".into()).is_ok());
     }

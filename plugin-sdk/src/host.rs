@@ -62,7 +62,9 @@ mod imp {
     use crate::state::StateError;
     use crate::timers::TimerError;
     use crate::types::Details;
-    use crate::wit::portico::plugin::{config, connections, host, kv, outbound, presence, timers};
+    use crate::wit::portico::plugin0_2_0::{
+        config, connections, host, kv, outbound, presence, timers,
+    };
 
     pub fn log(level: Level, message: &str) {
         let level = match level {

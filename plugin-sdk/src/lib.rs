@@ -69,6 +69,7 @@ mod host;
 pub mod http;
 pub mod kv;
 pub mod log;
+mod packed;
 pub mod presence;
 mod router;
 mod rt;
@@ -92,8 +93,8 @@ pub use types::{Connection, Event, EventSpec, Manifest, Payload, Principal, Reje
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit/0.2.0",
-        world: "plugin",
+        path: "../wit/0.3.0",
+        world: "portico:plugin/plugin@0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_portico_plugin",
         default_bindings_module: "portico_sdk::wit",
@@ -289,13 +290,8 @@ macro_rules! export {
                 }
                 fn on_events(
                     conn: ::std::string::String,
-                    events: ::std::vec::Vec<$crate::__private::WitEvent>,
-                ) -> ::std::vec::Vec<
-                    ::core::result::Result<
-                        ::std::vec::Vec<$crate::__private::WitAction>,
-                        $crate::__private::WitRejection,
-                    >,
-                > {
+                    events: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<u8> {
                     $crate::__private::on_events::<$plugin>(conn, events)
                 }
                 fn on_disconnect(

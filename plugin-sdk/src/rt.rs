@@ -109,8 +109,8 @@ mod oom {
         };
         let _ = write!(line, "plugin out of memory: allocating {size} bytes failed");
         let message = std::str::from_utf8(&line.buf[..line.len]).unwrap_or("plugin out of memory");
-        crate::wit::portico::plugin::host::log(
-            crate::wit::portico::plugin::host::Level::Error,
+        crate::wit::portico::plugin0_2_0::host::log(
+            crate::wit::portico::plugin0_2_0::host::Level::Error,
             message,
         );
         core::arch::wasm32::unreachable()

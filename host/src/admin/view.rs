@@ -27,6 +27,9 @@ pub struct PluginView {
     pub sha256: String,
     /// Component size in bytes.
     pub size: usize,
+    /// The `portico:plugin` contract version the component was built against
+    /// (`0.3.0`, `0.2.0` or `0.1.0`).
+    pub contract: &'static str,
     /// Unix time (ms) the active version was loaded.
     pub loaded_at_ms: u64,
     pub manifest: ManifestView,
@@ -214,6 +217,7 @@ pub fn plugin(slot: &PluginSlot) -> PluginView {
         version: m.version.clone(),
         sha256: v.sha256.clone(),
         size: v.size,
+        contract: v.contract(),
         loaded_at_ms: millis(v.loaded_at),
         manifest: ManifestView {
             name: m.name.clone(),

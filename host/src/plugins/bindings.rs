@@ -1,9 +1,11 @@
 //! The one place that sees `bindgen!` output. Everything else in the host uses
 //! the types in [`super::types`]; conversions live here.
 //!
-//! The host links every contract version in `wit/`: `portico:plugin@0.1.0`
-//! (frozen) and `@0.2.0`. A component is served by the version whose handler
-//! it exports; [`Instance`] hides which one from the callers.
+//! The host links every contract version in `wit/`: `portico:plugin@0.1.0`,
+//! `@0.2.0` (both frozen) and `@0.3.0`. A component is served by the version
+//! whose handler it exports; [`Instance`] hides which one from the callers.
+//! 0.3.0 imports 0.2.0's interfaces and uses its types, so the two share
+//! every generated type and import implementation (`with` below).
 
 mod generated {
     pub mod v1 {
@@ -28,9 +30,28 @@ mod generated {
             exports: { default: async },
         });
     }
+    pub mod v3 {
+        wasmtime::component::bindgen!({
+            world: "portico:plugin/plugin@0.3.0",
+            path: "../wit/0.3.0",
+            exports: { default: async },
+            // Only the handler is new: everything else is 0.2.0's, already
+            // generated (and linked) above.
+            with: {
+                "portico:plugin/types@0.2.0": super::v2::portico::plugin::types,
+                "portico:plugin/host@0.2.0": super::v2::portico::plugin::host,
+                "portico:plugin/kv@0.2.0": super::v2::portico::plugin::kv,
+                "portico:plugin/config@0.2.0": super::v2::portico::plugin::config,
+                "portico:plugin/presence@0.2.0": super::v2::portico::plugin::presence,
+                "portico:plugin/connections@0.2.0": super::v2::portico::plugin::connections,
+                "portico:plugin/timers@0.2.0": super::v2::portico::plugin::timers,
+                "portico:plugin/outbound@0.2.0": super::v2::portico::plugin::outbound,
+            },
+        });
+    }
 }
 
-use generated::{v1, v2};
+use generated::{v1, v2, v3};
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker};
 
@@ -42,12 +63,13 @@ pub(super) use v2::portico::plugin::{
 };
 
 use super::host_impl::HostState;
+use super::packed;
 use super::types::{
     Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
     Transport,
 };
 
-/// Every contract version's imports, on one linker.
+/// Every contract version's imports, on one linker (0.3.0 has none of its own).
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     v1::Plugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
@@ -59,6 +81,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 pub(super) enum Pre {
     V1(v1::PluginPre<HostState>),
     V2(v2::PluginPre<HostState>),
+    V3(v3::PluginPre<HostState>),
 }
 
 impl Pre {
@@ -75,13 +98,15 @@ impl Pre {
                 .exports(engine)
                 .any(|(n, _)| n == name)
         };
-        if exports("0.2.0") {
+        if exports("0.3.0") {
+            Ok(Self::V3(v3::PluginPre::new(pre)?))
+        } else if exports("0.2.0") {
             Ok(Self::V2(v2::PluginPre::new(pre)?))
         } else if exports("0.1.0") {
             Ok(Self::V1(v1::PluginPre::new(pre)?))
         } else {
             wasmtime::bail!(
-                "exports neither portico:plugin/handler@0.2.0 nor @0.1.0 (build it with portico-sdk)"
+                "exports no portico:plugin/handler of version 0.3.0, 0.2.0 or 0.1.0 (build it with portico-sdk)"
             )
         }
     }
@@ -91,6 +116,7 @@ impl Pre {
         match self {
             Self::V1(_) => "0.1.0",
             Self::V2(_) => "0.2.0",
+            Self::V3(_) => "0.3.0",
         }
     }
 
@@ -101,6 +127,7 @@ impl Pre {
         Ok(match self {
             Self::V1(pre) => Instance::V1(pre.instantiate_async(store).await?),
             Self::V2(pre) => Instance::V2(pre.instantiate_async(store).await?),
+            Self::V3(pre) => Instance::V3(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -109,6 +136,26 @@ impl Pre {
 pub(super) enum Instance {
     V1(v1::Plugin),
     V2(v2::Plugin),
+    V3(v3::Plugin),
+}
+
+/// One call, by contract: `$v1` for a 0.1.0 instance (`$p` bound to it), `$later`
+/// for 0.2.0 and 0.3.0 (`$h` bound to its handler), whose calls other than
+/// `on-events` are the same.
+macro_rules! per_contract {
+    ($instance:expr, v1($p:ident) => $v1:expr, handler($h:ident) => $later:expr $(,)?) => {
+        match $instance {
+            Instance::V1($p) => $v1,
+            Instance::V2(p) => {
+                let $h = p.portico_plugin_handler();
+                $later
+            }
+            Instance::V3(p) => {
+                let $h = p.portico_plugin0_3_0_handler();
+                $later
+            }
+        }
+    };
 }
 
 type Answer = Result<Vec<Action>, Rejection>;
@@ -118,10 +165,10 @@ impl Instance {
         &self,
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<Manifest> {
-        Ok(match self {
-            Self::V1(p) => manifest1(p.portico_plugin_handler().call_describe(store).await?),
-            Self::V2(p) => manifest2(p.portico_plugin_handler().call_describe(store).await?),
-        })
+        Ok(per_contract!(self,
+            v1(p) => manifest1(p.portico_plugin_handler().call_describe(store).await?),
+            handler(h) => manifest2(h.call_describe(store).await?),
+        ))
     }
 
     pub(super) async fn on_connect(
@@ -129,28 +176,22 @@ impl Instance {
         store: &mut Store<HostState>,
         conn: &Connection,
     ) -> wasmtime::Result<Answer> {
-        Ok(match self {
-            Self::V1(p) => {
+        Ok(per_contract!(self,
+            v1(p) => {
                 let c = connection1(conn);
-                let r = p
-                    .portico_plugin_handler()
-                    .call_on_connect(store, &c)
-                    .await?;
+                let r = p.portico_plugin_handler().call_on_connect(store, &c).await?;
                 r.map(actions1).map_err(rejection1)
-            }
-            Self::V2(p) => {
-                let c = connection2(conn);
-                let r = p
-                    .portico_plugin_handler()
-                    .call_on_connect(store, &c)
-                    .await?;
+            },
+            handler(h) => {
+                let r = h.call_on_connect(store, &connection2(conn)).await?;
                 r.map(actions2).map_err(rejection2)
-            }
-        })
+            },
+        ))
     }
 
     /// Events of one connection in order; one answer per event. A 0.1.0
-    /// plugin gets one `on-event` call per event (its contract has no list).
+    /// plugin gets one `on-event` call per event (its contract has no list);
+    /// a 0.3.0 plugin gets them in one buffer and answers in another.
     pub(super) async fn on_events(
         &self,
         store: &mut Store<HostState>,
@@ -189,6 +230,15 @@ impl Instance {
                     .map(|r| r.map(actions2).map_err(rejection2))
                     .collect())
             }
+            Self::V3(p) => {
+                let buf = packed::encode_events(&events);
+                let answers = p
+                    .portico_plugin0_3_0_handler()
+                    .call_on_events(store, &conn.id, &buf)
+                    .await?;
+                packed::decode_answers(&answers, events.len())
+                    .map_err(|e| wasmtime::Error::msg(format!("on-events answer: {e}")))
+            }
         }
     }
 
@@ -198,21 +248,14 @@ impl Instance {
         conn: &Connection,
         reason: &str,
     ) -> wasmtime::Result<Vec<Action>> {
-        Ok(match self {
-            Self::V1(p) => {
+        Ok(per_contract!(self,
+            v1(p) => {
                 let c = connection1(conn);
-                let list = p
-                    .portico_plugin_handler()
-                    .call_on_disconnect(store, &c, reason);
+                let list = p.portico_plugin_handler().call_on_disconnect(store, &c, reason);
                 actions1(list.await?)
-            }
-            Self::V2(p) => {
-                let list = p
-                    .portico_plugin_handler()
-                    .call_on_disconnect(store, &conn.id, reason);
-                actions2(list.await?)
-            }
-        })
+            },
+            handler(h) => actions2(h.call_on_disconnect(store, &conn.id, reason).await?),
+        ))
     }
 
     pub(super) async fn on_subscribe(
@@ -221,22 +264,17 @@ impl Instance {
         conn: &Connection,
         channel: &str,
     ) -> wasmtime::Result<Result<(), Rejection>> {
-        Ok(match self {
-            Self::V1(p) => {
+        Ok(per_contract!(self,
+            v1(p) => {
                 let c = connection1(conn);
-                let r = p
-                    .portico_plugin_handler()
-                    .call_on_subscribe(store, &c, channel);
+                let r = p.portico_plugin_handler().call_on_subscribe(store, &c, channel);
                 r.await?.map_err(rejection1)
-            }
-            Self::V2(p) => {
+            },
+            handler(h) => {
                 let c = connection2(conn);
-                let r = p
-                    .portico_plugin_handler()
-                    .call_on_subscribe(store, &c, channel);
-                r.await?.map_err(rejection2)
-            }
-        })
+                h.call_on_subscribe(store, &c, channel).await?.map_err(rejection2)
+            },
+        ))
     }
 
     /// `None` for a 0.1.0 plugin, which cannot have set a timer.
@@ -245,19 +283,16 @@ impl Instance {
         store: &mut Store<HostState>,
         timer: &TimerEvent,
     ) -> wasmtime::Result<Option<Vec<Action>>> {
-        match self {
-            Self::V1(_) => Ok(None),
-            Self::V2(p) => {
-                let t = wit2::TimerEvent {
-                    id: timer.id,
-                    name: timer.name.clone(),
-                    data_json: timer.data_json.clone(),
-                    conn: timer.conn.clone(),
-                };
-                let list = p.portico_plugin_handler().call_on_timer(store, &t).await?;
-                Ok(Some(actions2(list)))
-            }
-        }
+        let t = wit2::TimerEvent {
+            id: timer.id,
+            name: timer.name.clone(),
+            data_json: timer.data_json.clone(),
+            conn: timer.conn.clone(),
+        };
+        Ok(per_contract!(self,
+            v1(_p) => None,
+            handler(h) => Some(actions2(h.call_on_timer(store, &t).await?)),
+        ))
     }
 }
 

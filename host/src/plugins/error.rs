@@ -8,8 +8,10 @@ pub enum LoadError {
     /// The bytes are not a WebAssembly component (a core module, or garbage).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    /// The component implements no `portico:plugin/plugin` world this host supports (0.1.0, 0.2.0).
-    #[error("does not implement the portico:plugin@0.2.0 (or @0.1.0) world: {0}")]
+    /// The component implements no `portico:plugin/plugin` world this host supports (0.1.0-0.3.0).
+    #[error(
+        "does not implement a portico:plugin world this host serves (0.3.0, 0.2.0, 0.1.0): {0}"
+    )]
     WrongWorld(String),
     /// `describe()` failed or returned nonsense.
     #[error("describe() failed: {0}")]

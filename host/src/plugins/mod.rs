@@ -15,6 +15,7 @@ mod error;
 mod host_impl;
 mod host_v2;
 mod kv;
+mod packed;
 mod registry;
 mod stats;
 mod types;

@@ -320,7 +320,7 @@ impl PluginVersion {
         .await
     }
 
-    /// The contract version the plugin was built against (`0.1.0`, `0.2.0`).
+    /// The contract version the plugin was built against (`0.1.0`, `0.2.0`, `0.3.0`).
     pub fn contract(&self) -> &'static str {
         self.pre.contract()
     }

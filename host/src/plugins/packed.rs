@@ -1,0 +1,379 @@
+//! The buffers of `portico:plugin@0.3.0`'s `on-events`: the host writes the
+//! events, the plugin writes the answers. The encoding is specified in
+//! `wit/0.3.0/handler.wit`; the SDK holds the other half.
+//!
+//! A plugin's answer is untrusted input: every length is checked against
+//! what is left, so no count can make the host allocate more than the
+//! buffer's size, and anything that does not decode is an error, never a panic.
+
+use super::types::{Action, Event, Payload, Rejection};
+use super::version::Answer;
+
+/// The events of one call, as `on-events` takes them.
+pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
+    let size: usize = events
+        .iter()
+        .map(|e| {
+            13 + e.name.len()
+                + e.args_json.len()
+                + e.binary.iter().map(|b| 4 + b.len()).sum::<usize>()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(4 + size);
+    put_len(&mut out, events.len());
+    for e in events {
+        out.push(u8::from(e.wants_ack));
+        put_bytes(&mut out, e.name.as_bytes());
+        put_bytes(&mut out, e.args_json.as_bytes());
+        put_len(&mut out, e.binary.len());
+        for b in &e.binary {
+            put_bytes(&mut out, b);
+        }
+    }
+    out
+}
+
+/// A plugin's answers to `events` events, or why they are not a valid answer.
+pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, String> {
+    let mut r = Reader { buf, at: 0 };
+    // Checked against the events (a host figure) first: it bounds the answers' allocation.
+    let count = r.u32()?;
+    if count != events {
+        return Err(format!("{count} answers for {events} events"));
+    }
+    let mut answers = Vec::with_capacity(count);
+    for _ in 0..count {
+        answers.push(match r.u8()? {
+            0 => {
+                let n = r.count()?;
+                let mut actions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    actions.push(r.action()?);
+                }
+                Ok(actions)
+            }
+            1 => Err(Rejection {
+                code: r.string()?,
+                message: r.string()?,
+            }),
+            tag => return Err(r.error_before(1, format!("unknown answer tag {tag}"))),
+        });
+    }
+    if r.at != buf.len() {
+        return Err(r.error(format!("{} bytes after the last answer", buf.len() - r.at)));
+    }
+    Ok(answers)
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    // A call's buffer is far below 4 GiB: the wire carries at most a few MB per event.
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_len(out, b.len());
+    out.extend_from_slice(b);
+}
+
+/// Reads the answers buffer front to back.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn error(&self, what: String) -> String {
+        format!("{what} at byte {}", self.at)
+    }
+
+    /// An error about the `n` bytes just read.
+    fn error_before(&self, n: usize, what: String) -> String {
+        format!("{what} at byte {}", self.at - n)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| self.error(format!("truncated: {n} bytes wanted")))?;
+        let bytes = &self.buf[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<usize, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    /// A list's length. Every item takes at least one byte, so a count over
+    /// what is left cannot be true: refusing it bounds every `with_capacity`.
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.u32()?;
+        if n > self.buf.len() - self.at {
+            return Err(self.error_before(4, format!("a count of {n} with fewer bytes left")));
+        }
+        Ok(n)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.u32()?;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.u32()?;
+        let at = self.at;
+        let b = self.take(n)?;
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(format!("invalid UTF-8 in a string at byte {at}: {e}")),
+        }
+    }
+
+    fn bool(&mut self) -> Result<bool, String> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.error_before(1, format!("{b} is not a bool"))),
+        }
+    }
+
+    fn payload(&mut self) -> Result<Payload, String> {
+        let args_json = self.string()?;
+        let n = self.count()?;
+        let mut binary = Vec::with_capacity(n);
+        for _ in 0..n {
+            binary.push(self.bytes()?);
+        }
+        Ok(Payload { args_json, binary })
+    }
+
+    fn action(&mut self) -> Result<Action, String> {
+        Ok(match self.u8()? {
+            0 => Action::Emit {
+                event: self.string()?,
+                payload: self.payload()?,
+            },
+            1 => Action::Ack(self.payload()?),
+            2 => Action::Publish {
+                channel: self.string()?,
+                event: self.string()?,
+                data_json: self.string()?,
+                include_sender: self.bool()?,
+            },
+            3 => Action::SendTo {
+                socket: self.string()?,
+                event: self.string()?,
+                payload: self.payload()?,
+            },
+            4 => Action::Join(self.string()?),
+            5 => Action::Leave(self.string()?),
+            6 => Action::Disconnect(self.string()?),
+            tag => return Err(self.error_before(1, format!("unknown action tag {tag}"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, args: &str, binary: Vec<Vec<u8>>, wants_ack: bool) -> Event {
+        Event {
+            name: name.into(),
+            args_json: args.into(),
+            binary,
+            wants_ack,
+        }
+    }
+
+    /// Writes answers the way the SDK does, so the decoder can be tested alone.
+    #[derive(Default)]
+    struct Writer(Vec<u8>);
+
+    impl Writer {
+        fn u8(mut self, b: u8) -> Self {
+            self.0.push(b);
+            self
+        }
+        fn u32(mut self, n: u32) -> Self {
+            self.0.extend_from_slice(&n.to_le_bytes());
+            self
+        }
+        fn str(self, s: &str) -> Self {
+            self.bytes(s.as_bytes())
+        }
+        fn bytes(self, b: &[u8]) -> Self {
+            let mut w = self.u32(b.len() as u32);
+            w.0.extend_from_slice(b);
+            w
+        }
+    }
+
+    #[test]
+    fn events_are_written_as_the_contract_says() {
+        let buf = encode_events(&[
+            event("a", "[1]", vec![], true),
+            event("bé", "[]", vec![vec![7, 8], vec![]], false),
+        ]);
+        let expected = Writer::default()
+            .u32(2)
+            .u8(1)
+            .str("a")
+            .str("[1]")
+            .u32(0)
+            .u8(0)
+            .str("bé")
+            .str("[]")
+            .u32(2)
+            .bytes(&[7, 8])
+            .bytes(&[])
+            .0;
+        assert_eq!(buf, expected);
+        assert_eq!(buf.capacity(), buf.len(), "the size estimate is exact");
+    }
+
+    #[test]
+    fn every_action_and_a_rejection_decode() {
+        let buf = Writer::default()
+            .u32(2)
+            .u8(0)
+            .u32(7)
+            .u8(0)
+            .str("e")
+            .str("[1]")
+            .u32(1)
+            .bytes(&[9])
+            .u8(1)
+            .str("[2]")
+            .u32(0)
+            .u8(2)
+            .str("room")
+            .str("said")
+            .str("{}")
+            .u8(1)
+            .u8(3)
+            .str("s2")
+            .str("dm")
+            .str("[]")
+            .u32(0)
+            .u8(4)
+            .str("j")
+            .u8(5)
+            .str("l")
+            .u8(6)
+            .str("bye")
+            .u8(1)
+            .str("not_member")
+            .str("join first")
+            .0;
+        let answers = decode_answers(&buf, 2).unwrap();
+        let payload = |args: &str, binary: Vec<Vec<u8>>| Payload {
+            args_json: args.into(),
+            binary,
+        };
+        assert_eq!(
+            answers[0].as_ref().unwrap(),
+            &[
+                Action::Emit {
+                    event: "e".into(),
+                    payload: payload("[1]", vec![vec![9]]),
+                },
+                Action::Ack(payload("[2]", vec![])),
+                Action::Publish {
+                    channel: "room".into(),
+                    event: "said".into(),
+                    data_json: "{}".into(),
+                    include_sender: true,
+                },
+                Action::SendTo {
+                    socket: "s2".into(),
+                    event: "dm".into(),
+                    payload: payload("[]", vec![]),
+                },
+                Action::Join("j".into()),
+                Action::Leave("l".into()),
+                Action::Disconnect("bye".into()),
+            ]
+        );
+        assert_eq!(
+            answers[1].as_ref().unwrap_err(),
+            &Rejection::new("not_member", "join first")
+        );
+    }
+
+    #[test]
+    fn a_malformed_answer_is_an_error_that_says_where() {
+        let ack = |args: &str| Writer::default().u32(1).u8(0).u32(1).u8(1).str(args).u32(0);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![], "truncated: 4 bytes wanted at byte 0"),
+            (Writer::default().u32(2).0, "2 answers for 1 events"),
+            (
+                Writer::default().u32(1).u8(2).0,
+                "unknown answer tag 2 at byte 4",
+            ),
+            (
+                Writer::default().u32(1).u8(0).u32(1).u8(7).0,
+                "unknown action tag 7 at byte 9",
+            ),
+            (
+                ack("[1]").u8(0).0,
+                "1 bytes after the last answer at byte 21",
+            ),
+            (
+                Writer::default().u32(1).u8(0).u32(1).u8(1).u32(99).0,
+                "truncated: 99 bytes wanted at byte 14",
+            ),
+            (
+                Writer::default()
+                    .u32(1)
+                    .u8(0)
+                    .u32(1)
+                    .u8(1)
+                    .bytes(&[0xff])
+                    .u32(0)
+                    .0,
+                "invalid UTF-8 in a string at byte 14",
+            ),
+            (
+                Writer::default().u32(1).u8(0).u32(u32::MAX).0,
+                "a count of 4294967295 with fewer bytes left at byte 5",
+            ),
+            (
+                Writer::default()
+                    .u32(1)
+                    .u8(0)
+                    .u32(1)
+                    .u8(2)
+                    .str("c")
+                    .str("e")
+                    .str("1")
+                    .u8(2)
+                    .0,
+                "2 is not a bool at byte 25",
+            ),
+        ];
+        for (buf, expected) in cases {
+            let err = decode_answers(&buf, 1).unwrap_err();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+        }
+        assert_eq!(
+            decode_answers(&ack("[1]").0, 1).unwrap()[0]
+                .as_ref()
+                .unwrap(),
+            &[Action::Ack(Payload {
+                args_json: "[1]".into(),
+                binary: vec![],
+            })]
+        );
+    }
+}
