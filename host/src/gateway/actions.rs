@@ -8,7 +8,7 @@ use socketioxide::{SendError, SocketError};
 use super::mount::Mount;
 use super::publisher::{self, Audience, Channels};
 use super::session::Session;
-use super::wire::{self, Args};
+use super::wire::{self, AckArgs, Args};
 use super::writable::send_when_writable;
 use crate::channels::ChannelError;
 use crate::plugins::{Action, Rejection};
@@ -78,18 +78,13 @@ async fn apply_one(
             .await;
             answered(t, sent, true).map_err(send(format!("emit {event}")))?;
         }
-        Action::Ack(payload) => {
-            let args = Args::new(&payload)?;
-            // Only the first ack counts; a client asked for exactly one.
-            if let Some(ack) = ack.take() {
-                let sent = send_when_writable(socket, &t.mount.stats.send_waits, || {
-                    ack.clone().send(&args)
-                })
-                .await;
-                answered(t, sent, false).map_err(send("ack".into()))?;
-                t.mount.stats.acks_ok.inc();
+        Action::Ack(payload) => match AckArgs::new(payload)? {
+            AckArgs::AsIs(data) => send_ack(t, ack, |a| a.send_encoded(data.clone())).await?,
+            AckArgs::WithBinary(payload) => {
+                let args = Args::new(&payload)?;
+                send_ack(t, ack, |a| a.send(&args)).await?
             }
-        }
+        },
         Action::Publish {
             channel,
             event,
@@ -121,6 +116,24 @@ async fn apply_one(
             t.mount.presence.leave(plugin, &channel, &id).await;
         }
         Action::Disconnect(reason) => disconnect(t, &reason).await?,
+    }
+    Ok(())
+}
+
+/// Send the ack with `send`. Only the first ack counts: a client asked for exactly one.
+async fn send_ack(
+    t: &Target<'_>,
+    ack: &mut Option<AckSender>,
+    send: impl Fn(AckSender) -> Result<(), SendError>,
+) -> Result<(), ActionError> {
+    if let Some(ack) = ack.take() {
+        let sent =
+            send_when_writable(t.socket, &t.mount.stats.send_waits, || send(ack.clone())).await;
+        answered(t, sent, false).map_err(|source| ActionError::Send {
+            what: "ack".into(),
+            source,
+        })?;
+        t.mount.stats.acks_ok.inc();
     }
     Ok(())
 }

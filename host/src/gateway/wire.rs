@@ -8,19 +8,32 @@ use serde_json::value::RawValue;
 use crate::plugins::{Event, Payload};
 
 /// Read an event packet (`["name", ...args]` plus attachments), in one pass:
-/// each argument is validated and copied into `args_json` as it is read.
+/// the whole array is checked, and the arguments are its text after the name,
+/// copied once, as the client sent it.
 pub(super) fn read_event(
     text: &str,
     binary: Vec<Vec<u8>>,
     wants_ack: bool,
 ) -> Result<Event, String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let split = serde::Deserializer::deserialize_seq(&mut de, Split(text.len()))
-        .and_then(|split| de.end().map(|()| split))
-        .map_err(|e| format!("event is not a JSON array: {e}"))?;
-    let (name, args_json) = split?;
-    let name: String =
-        serde_json::from_str(name.get()).map_err(|_| "event name is not a string")?;
+    let name = serde::Deserializer::deserialize_seq(&mut de, Split)
+        .and_then(|name| de.end().map(|()| name))
+        .map_err(|e| format!("event is not a JSON array: {e}"))?
+        .ok_or("event has no name")?
+        .get();
+    // `name` is a slice of `text`: what follows it is `, arg, ...]` or `]`.
+    let after_name = name.as_ptr() as usize - text.as_ptr() as usize + name.len();
+    let args_json = match text[after_name..].trim_start().strip_prefix(',') {
+        Some(args) => {
+            let args = args.trim_end();
+            let mut json = String::with_capacity(args.len() + 1);
+            json.push('[');
+            json.push_str(args);
+            json
+        }
+        None => "[]".to_owned(),
+    };
+    let name: String = serde_json::from_str(name).map_err(|_| "event name is not a string")?;
     Ok(Event {
         name,
         args_json,
@@ -29,31 +42,23 @@ pub(super) fn read_event(
     })
 }
 
-/// Visits an event array: its first element (the name, still raw) and the
-/// rest as a JSON array of its own; `Err` when there is no first element.
-struct Split(usize);
+/// Visits an event array: its first element (the name, raw, borrowed from
+/// the packet), then checks the rest without building anything.
+struct Split;
 
 impl<'de> serde::de::Visitor<'de> for Split {
-    type Value = Result<(&'de RawValue, String), &'static str>;
+    type Value = Option<&'de RawValue>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an array")
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some(name) = seq.next_element::<&RawValue>()? else {
-            return Ok(Err("event has no name"));
-        };
-        let mut args = String::with_capacity(self.0);
-        args.push('[');
-        while let Some(arg) = seq.next_element::<&RawValue>()? {
-            if args.len() > 1 {
-                args.push(',');
-            }
-            args.push_str(arg.get());
+        let name = seq.next_element::<&RawValue>()?;
+        if name.is_some() {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         }
-        args.push(']');
-        Ok(Ok((name, args)))
+        Ok(name)
     }
 }
 
@@ -69,6 +74,54 @@ pub(super) enum Args<'a> {
         items: Vec<serde_json::Value>,
         binary: &'a [Vec<u8>],
     },
+}
+
+/// An ack's arguments, ready for socketioxide.
+pub(super) enum AckArgs {
+    /// The plugin's JSON array, checked and sent as it is: neither parsed into
+    /// values nor serialized again (the common case, and the hot path of every ack).
+    AsIs(socketioxide::handler::Value),
+    /// Attachments or placeholders: sent through [`Args`].
+    WithBinary(Payload),
+}
+
+impl AckArgs {
+    pub(super) fn new(p: Payload) -> Result<Self, PayloadError> {
+        let text = p.args_json.as_str();
+        // Text around the brackets (spacing) would go out as well: `Args`
+        // sends the same arguments without it.
+        if !p.binary.is_empty()
+            || !text.starts_with('[')
+            || !text.ends_with(']')
+            || mentions_placeholder(text)
+        {
+            return Ok(Self::WithBinary(p));
+        }
+        check_array(text)?;
+        Ok(Self::AsIs(socketioxide::handler::Value::Str(
+            p.args_json.into(),
+            None,
+        )))
+    }
+}
+
+/// Whether `text` is one JSON array, read without building its values.
+fn check_array(text: &str) -> Result<(), PayloadError> {
+    struct Elements;
+    impl<'de> serde::de::Visitor<'de> for Elements {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_seq(&mut de, Elements)
+        .and_then(|()| de.end())
+        .map_err(PayloadError::NotAnArray)
 }
 
 /// Why a plugin's payload cannot be sent.
@@ -214,11 +267,20 @@ mod tests {
         assert!(why(r#"{"a":1}"#).starts_with("event is not a JSON array"));
         assert!(why(r#"["a",{"b":}]"#).starts_with("event is not a JSON array"));
         assert!(why(r#"["a"] x"#).starts_with("event is not a JSON array"));
-        // Spacing inside an argument is kept; between arguments it goes.
-        let e = read_event(r#"[ "m" , {"a": [1, 2]} , 3 ]"#, vec![], false).unwrap();
+        // The arguments' text is kept as the client sent it, spacing included.
+        let e = read_event(r#" [ "m" , {"a": [1, 2]} , 3 ] "#, vec![], false).unwrap();
         assert_eq!(
             (e.name.as_str(), e.args_json.as_str()),
-            ("m", r#"[{"a": [1, 2]},3]"#)
+            ("m", r#"[ {"a": [1, 2]} , 3 ]"#)
+        );
+        let e = read_event(r#"["m\u00e9",[1,"]"]]"#, vec![], false).unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.args_json.as_str()),
+            ("mé", r#"[[1,"]"]]"#)
+        );
+        assert_eq!(
+            read_event(r#"[ "m" ]"#, vec![], false).unwrap().args_json,
+            "[]"
         );
     }
 
@@ -232,6 +294,39 @@ mod tests {
         assert!(Args::new(&p(r#"[{"_placeholder":true,"num":1}]"#, 1)).is_err());
         assert!(Args::new(&p(r#"{"not":"an array"}"#, 0)).is_err());
         assert!(Args::new(&p(r#"[{"_placeholder":true,"num":0}]"#, 0)).is_err());
+    }
+
+    #[test]
+    fn an_ack_goes_out_as_the_plugins_text_once_checked() {
+        let p = |json: &str, n| Payload {
+            args_json: json.into(),
+            binary: vec![vec![1]; n],
+        };
+        let as_is = |json: &str| match AckArgs::new(p(json, 0)) {
+            Ok(AckArgs::AsIs(socketioxide::handler::Value::Str(text, None))) => {
+                Some(text.as_str().to_owned())
+            }
+            Ok(_) => None,
+            Err(e) => panic!("{json}: {e}"),
+        };
+        // Byte for byte, spacing and number spelling included.
+        let text = r#"[{"b":1,"a":[2, 3]}, "é\u00e9", 1.50]"#;
+        assert_eq!(as_is(text).as_deref(), Some(text));
+        assert_eq!(as_is("[]").as_deref(), Some("[]"));
+        // Spacing around the array, a placeholder or attachments: through `Args`.
+        assert_eq!(as_is(" [1]"), None);
+        assert_eq!(as_is(r#"[{"_placeholder":true,"num":0}]"#), None);
+        assert!(matches!(
+            AckArgs::new(p("[1]", 1)),
+            Ok(AckArgs::WithBinary(_))
+        ));
+        // Not one JSON array: refused, never sent.
+        for bad in ["[1,]", "[1] [2]", "[[1]", "[}]", r#"["a"]]"#] {
+            assert!(
+                matches!(AckArgs::new(p(bad, 0)), Err(PayloadError::NotAnArray(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

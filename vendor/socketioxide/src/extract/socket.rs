@@ -136,6 +136,24 @@ impl<A: Adapter> AckSender<A> {
             Ok(())
         }
     }
+
+    /// Like [`AckSender::send`], with data already encoded for this socket's
+    /// parser: for the default (common) parser, [`Value::Str`] holding the JSON
+    /// array of the arguments. For a caller that has the arguments as JSON
+    /// text already (a proxy, a sandboxed plugin's answer), this skips
+    /// parsing them into values only to serialize them back.
+    ///
+    /// The data is sent as given: the caller checks that it is what the
+    /// parser would have produced.
+    pub fn send_encoded(self, data: Value) -> Result<(), SendError> {
+        use crate::socket::PermitExt;
+        if let Some(ack_id) = self.ack_id {
+            let permit = self.socket.reserve().map_err(SendError::Socket)?;
+            let ns = self.socket.ns.path.clone();
+            permit.send(Packet::ack(ns, data, ack_id), self.socket.parser);
+        }
+        Ok(())
+    }
 }
 
 impl<A: Adapter> FromConnectParts<A> for crate::ProtocolVersion {
