@@ -133,24 +133,29 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    #[inline]
     fn take(&mut self, n: usize) -> &[u8] {
-        let bytes = self
-            .buf
-            .get(self.at..self.at.saturating_add(n))
-            .unwrap_or_else(|| panic!("on-events: events truncated at byte {}", self.at));
-        self.at += n;
-        bytes
+        match self.buf.get(self.at..).and_then(|rest| rest.get(..n)) {
+            Some(bytes) => {
+                self.at += n;
+                bytes
+            }
+            None => truncated(self.at),
+        }
     }
 
+    #[inline]
     fn u8(&mut self) -> u8 {
         self.take(1)[0]
     }
 
+    #[inline]
     fn u32(&mut self) -> usize {
         let b = self.take(4);
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
     }
 
+    #[inline]
     fn string(&mut self) -> String {
         let n = self.u32();
         let at = self.at;
@@ -160,8 +165,12 @@ impl Reader<'_> {
         }
     }
 
+    #[inline]
     fn binary(&mut self) -> Vec<Vec<u8>> {
         let n = self.u32();
+        if n == 0 {
+            return Vec::new();
+        }
         let mut list = Vec::with_capacity(n.min(self.buf.len() - self.at));
         for _ in 0..n {
             let len = self.u32();
@@ -169,6 +178,12 @@ impl Reader<'_> {
         }
         list
     }
+}
+
+#[cold]
+#[inline(never)]
+fn truncated(at: usize) -> ! {
+    panic!("on-events: events truncated at byte {at}")
 }
 
 #[cfg(test)]
