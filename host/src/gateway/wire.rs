@@ -22,8 +22,11 @@ pub(super) fn read_event(
         .ok_or("event has no name")?
         .get();
     // `name` is a slice of `text`: what follows it is `, arg, ...]` or `]`.
-    let after_name = name.as_ptr() as usize - text.as_ptr() as usize + name.len();
-    let args_json = match text[after_name..].trim_start().strip_prefix(',') {
+    let after_name = (name.as_ptr() as usize)
+        .checked_sub(text.as_ptr() as usize)
+        .and_then(|at| text.get(at + name.len()..))
+        .ok_or("event name is not part of the packet")?;
+    let args_json = match after_name.trim_start().strip_prefix(',') {
         Some(args) => {
             let args = args.trim_end();
             let mut json = String::with_capacity(args.len() + 1);

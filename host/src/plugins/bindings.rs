@@ -85,7 +85,8 @@ pub(super) enum Pre {
 }
 
 impl Pre {
-    /// Pick the contract by the handler the component exports.
+    /// Pick the contract by the handler the component exports; one that
+    /// exports several is served by the newest.
     pub(super) fn new(
         engine: &wasmtime::Engine,
         component: &Component,
@@ -283,15 +284,17 @@ impl Instance {
         store: &mut Store<HostState>,
         timer: &TimerEvent,
     ) -> wasmtime::Result<Option<Vec<Action>>> {
-        let t = wit2::TimerEvent {
-            id: timer.id,
-            name: timer.name.clone(),
-            data_json: timer.data_json.clone(),
-            conn: timer.conn.clone(),
-        };
         Ok(per_contract!(self,
             v1(_p) => None,
-            handler(h) => Some(actions2(h.call_on_timer(store, &t).await?)),
+            handler(h) => {
+                let t = wit2::TimerEvent {
+                    id: timer.id,
+                    name: timer.name.clone(),
+                    data_json: timer.data_json.clone(),
+                    conn: timer.conn.clone(),
+                };
+                Some(actions2(h.call_on_timer(store, &t).await?))
+            },
         ))
     }
 }

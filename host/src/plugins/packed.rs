@@ -3,11 +3,26 @@
 //! `wit/0.3.0/handler.wit`; the SDK holds the other half.
 //!
 //! A plugin's answer is untrusted input: every length is checked against
-//! what is left, so no count can make the host allocate more than the
-//! buffer's size, and anything that does not decode is an error, never a panic.
+//! what is left, lists are preallocated a little at most and grow as their
+//! items decode, the actions of one call are capped at [`MAX_ACTIONS`], and
+//! anything that does not decode is an error, never a panic.
 
 use super::types::{Action, Event, Payload, Rejection};
 use super::version::Answer;
+
+/// Actions one `on-events` answer may hold, all its events together. A
+/// decoded action takes ~100 bytes of host memory for as few as 5 in the
+/// buffer: without a cap a plugin's answer could make the host allocate ~20
+/// times the plugin's own memory. A plugin that reaches many sockets
+/// publishes to a channel (one action).
+pub(super) const MAX_ACTIONS: usize = 100_000;
+
+/// What a list is preallocated at most; longer ones grow as they decode.
+const PREALLOCATED: usize = 64;
+
+/// The fewest bytes an encoded action and an encoded attachment take.
+const MIN_ACTION: usize = 5;
+const MIN_ATTACHMENT: usize = 4;
 
 /// The events of one call, as `on-events` takes them.
 pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
@@ -42,11 +57,18 @@ pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, S
         return Err(format!("{count} answers for {events} events"));
     }
     let mut answers = Vec::with_capacity(count);
+    let mut total = 0;
     for _ in 0..count {
         answers.push(match r.u8()? {
             0 => {
-                let n = r.count()?;
-                let mut actions = Vec::with_capacity(n);
+                let n = r.count(MIN_ACTION)?;
+                total += n;
+                if total > MAX_ACTIONS {
+                    return Err(
+                        r.error_before(4, format!("over {MAX_ACTIONS} actions in one answer"))
+                    );
+                }
+                let mut actions = Vec::with_capacity(n.min(PREALLOCATED));
                 for _ in 0..n {
                     actions.push(r.action()?);
                 }
@@ -111,11 +133,11 @@ impl Reader<'_> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 
-    /// A list's length. Every item takes at least one byte, so a count over
-    /// what is left cannot be true: refusing it bounds every `with_capacity`.
-    fn count(&mut self) -> Result<usize, String> {
+    /// A list's length, each item taking at least `min` bytes: a count that
+    /// what is left cannot hold is refused before anything is allocated.
+    fn count(&mut self, min: usize) -> Result<usize, String> {
         let n = self.u32()?;
-        if n > self.buf.len() - self.at {
+        if n > (self.buf.len() - self.at) / min {
             return Err(self.error_before(4, format!("a count of {n} with fewer bytes left")));
         }
         Ok(n)
@@ -146,8 +168,8 @@ impl Reader<'_> {
 
     fn payload(&mut self) -> Result<Payload, String> {
         let args_json = self.string()?;
-        let n = self.count()?;
-        let mut binary = Vec::with_capacity(n);
+        let n = self.count(MIN_ATTACHMENT)?;
+        let mut binary = Vec::with_capacity(n.min(PREALLOCATED));
         for _ in 0..n {
             binary.push(self.bytes()?);
         }
@@ -319,7 +341,7 @@ mod tests {
                 "unknown answer tag 2 at byte 4",
             ),
             (
-                Writer::default().u32(1).u8(0).u32(1).u8(7).0,
+                Writer::default().u32(1).u8(0).u32(1).u8(7).u32(0).0,
                 "unknown action tag 7 at byte 9",
             ),
             (
@@ -366,6 +388,35 @@ mod tests {
                 "{err:?} should start with {expected:?}"
             );
         }
+        // Counts are checked against the fewest bytes an item takes: 5 for an action.
+        let mut nine = Writer::default().u32(1).u8(0).u32(2);
+        nine.0.extend([4, 0, 0, 0, 0, 4, 0, 0, 0]);
+        assert!(
+            decode_answers(&nine.0, 1)
+                .unwrap_err()
+                .starts_with("a count of 2 with fewer bytes left at byte 5")
+        );
+        // As many empty joins as the cap allows decode; one more is refused.
+        let joins = |n: u32| {
+            let mut w = Writer::default().u32(1).u8(0).u32(n);
+            for _ in 0..n {
+                w = w.u8(4).str("");
+            }
+            w.0
+        };
+        let cap = MAX_ACTIONS as u32;
+        assert_eq!(
+            decode_answers(&joins(cap), 1).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .len(),
+            MAX_ACTIONS
+        );
+        assert!(
+            decode_answers(&joins(cap + 1), 1)
+                .unwrap_err()
+                .starts_with("over 100000 actions in one answer at byte 5")
+        );
         assert_eq!(
             decode_answers(&ack("[1]").0, 1).unwrap()[0]
                 .as_ref()
