@@ -160,3 +160,41 @@ async fn warm_pool_reuses_instances_and_fresh_mode_does_not() {
         assert_eq!(created(&faulty) - start, expect_created, "{isolation:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_action_cap_fails_its_call_only() {
+    let r = registry();
+    install(&r, "faulty", settings(2_000, 64, Isolation::Pooled)).await;
+    let faulty = r.get("faulty").unwrap().active();
+    assert_eq!(faulty.contract(), "0.3.0");
+    // 100,000 actions in one answer are taken, one more fails the call like a trap.
+    let at_cap = faulty
+        .on_event(&conn("s1"), event("flood", "[100000]"))
+        .await
+        .expect("at the cap")
+        .expect("not rejected");
+    assert_eq!(at_cap.len(), 100_000);
+    assert!(matches!(&at_cap[99_999], Action::Leave(c) if c == "c99999"));
+    let err = faulty
+        .on_event(&conn("s1"), event("flood", "[100001]"))
+        .await
+        .expect_err("over the cap");
+    assert!(
+        matches!(&err, CallError::Trap(m) if m.contains("over 100000 actions in one answer")),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "plugin_error");
+    assert_eq!(
+        faulty
+            .counters
+            .traps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let ok = faulty
+        .on_event(&conn("s1"), event("ok", "[]"))
+        .await
+        .expect("the next call works")
+        .expect("not rejected");
+    assert!(matches!(ok.as_slice(), [Action::Ack(_)]), "{ok:?}");
+}

@@ -6,7 +6,8 @@
 //! `teapot`), `ok` (acks `{"ok": true}`), `log` (logs a line at info and acks); and to
 //! exercise the gateway's actions: `whoami` (acks `{"id", "sub"}`), `send-to {socket,
 //! event, data}` (emits `event` with `data` to that socket of the namespace, then acks) and
-//! `kick {reason}` (disconnects the sender with that reason).
+//! `kick {reason}` (disconnects the sender with that reason), `flood N` (answers with N
+//! `leave` actions, to test the host's cap on actions per answer).
 //!
 //! Config: `describe` = `panic` | `loop` makes `describe` trap or spin (upload validation
 //! tests); `connect` = `reject` makes `on_connect` reject with code `forbidden`.
@@ -56,6 +57,12 @@ impl Plugin for Faulty {
             "panic" => panic!("{PANIC_MESSAGE}"),
             "error" => Err(Rejection::new("teapot", "faulty is a teapot")),
             "ok" => Ok(vec![Action::ack(&json!({ "ok": true }))]),
+            "flood" => {
+                let n: usize = event.arg()?;
+                let mut actions = Vec::with_capacity(n);
+                actions.extend((0..n).map(|i| Action::Leave(format!("c{i}"))));
+                Ok(actions)
+            }
             // std's HashMap seeds itself from `wasi:random/insecure-seed`.
             "hashmap" => {
                 let mut m = std::collections::HashMap::new();
