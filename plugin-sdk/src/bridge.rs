@@ -36,9 +36,9 @@ pub fn on_connect<P: Plugin>(conn: WitConnection) -> WitResult {
 pub fn on_events<P: Plugin>(conn: String, events: Vec<u8>) -> Vec<u8> {
     rt::init();
     let conn = crate::host::connection(conn);
-    let events = crate::packed::decode_events(&events);
-    let mut answers = crate::packed::Answers::new(events.len());
-    for e in &events {
+    let mut events = crate::packed::Events::new(&events);
+    let mut answers = crate::packed::Answers::new(events.count());
+    while let Some(e) = events.next() {
         answers.push(P::on_event(&conn, e));
     }
     answers.into_bytes()

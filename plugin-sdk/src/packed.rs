@@ -5,25 +5,60 @@
 use crate::action::Action;
 use crate::types::{Event, Payload, Rejection};
 
-/// The events of one call. The host wrote them, so a buffer that does not
-/// decode is a host bug: the call traps with the reason.
-pub(crate) fn decode_events(buf: &[u8]) -> Vec<Event> {
-    let mut r = Reader { buf, at: 0 };
-    let n = r.u32();
-    let mut events = Vec::with_capacity(n.min(buf.len()));
-    for _ in 0..n {
-        let wants_ack = r.u8() & 1 == 1;
-        let name = r.string();
-        let args_json = r.string();
-        let binary = r.binary();
-        events.push(Event {
-            name,
-            payload: Payload { args_json, binary },
-            wants_ack,
-        });
+/// The events of one call, read one at a time into the same [`Event`]:
+/// handlers only borrow it, so its strings keep their room from one event to
+/// the next instead of being allocated for each. The host wrote the buffer,
+/// so one that does not decode is a host bug: the call traps with the reason.
+pub(crate) struct Events<'a> {
+    r: Reader<'a>,
+    left: usize,
+    count: usize,
+    event: Event,
+}
+
+impl<'a> Events<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        let mut r = Reader { buf, at: 0 };
+        let count = r.u32();
+        let event = Event {
+            name: String::new(),
+            payload: Payload {
+                args_json: String::new(),
+                binary: Vec::new(),
+            },
+            wants_ack: false,
+        };
+        Self {
+            r,
+            left: count,
+            count,
+            event,
+        }
     }
-    assert_eq!(r.at, buf.len(), "on-events: bytes after the last event");
-    events
+
+    /// How many events the call carries.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The next event, or `None` after the last (then the whole buffer was read).
+    pub(crate) fn next(&mut self) -> Option<&Event> {
+        if self.left == 0 {
+            assert_eq!(
+                self.r.at,
+                self.r.buf.len(),
+                "on-events: bytes after the last event"
+            );
+            return None;
+        }
+        self.left -= 1;
+        let e = &mut self.event;
+        e.wants_ack = self.r.u8() & 1 == 1;
+        self.r.string_into(&mut e.name);
+        self.r.string_into(&mut e.payload.args_json);
+        self.r.binary_into(&mut e.payload.binary);
+        Some(&self.event)
+    }
 }
 
 /// Answers, appended one event at a time.
@@ -156,27 +191,24 @@ impl Reader<'_> {
     }
 
     #[inline]
-    fn string(&mut self) -> String {
+    fn string_into(&mut self, s: &mut String) {
         let n = self.u32();
         let at = self.at;
+        s.clear();
         match std::str::from_utf8(self.take(n)) {
-            Ok(s) => s.to_owned(),
+            Ok(text) => s.push_str(text),
             Err(e) => panic!("on-events: invalid UTF-8 at byte {at}: {e}"),
         }
     }
 
     #[inline]
-    fn binary(&mut self) -> Vec<Vec<u8>> {
+    fn binary_into(&mut self, list: &mut Vec<Vec<u8>>) {
         let n = self.u32();
-        if n == 0 {
-            return Vec::new();
-        }
-        let mut list = Vec::with_capacity(n.min(self.buf.len() - self.at));
+        list.clear();
         for _ in 0..n {
             let len = self.u32();
             list.push(self.take(len).to_vec());
         }
-        list
     }
 }
 
@@ -213,25 +245,18 @@ mod tests {
         buf.extend(le(2));
         buf.extend([7, 8]);
         buf.extend(le(0));
-        let events = decode_events(&buf);
-        assert_eq!(events.len(), 2);
+        let mut events = Events::new(&buf);
+        assert_eq!(events.count(), 2);
+        let a = events.next().unwrap();
+        assert_eq!((a.name(), a.args_json(), a.wants_ack()), ("a", "[1]", true));
+        assert!(a.binary().is_empty());
+        let b = events.next().unwrap();
         assert_eq!(
-            (
-                events[0].name(),
-                events[0].args_json(),
-                events[0].wants_ack()
-            ),
-            ("a", "[1]", true)
-        );
-        assert_eq!(
-            (
-                events[1].name(),
-                events[1].args_json(),
-                events[1].wants_ack()
-            ),
+            (b.name(), b.args_json(), b.wants_ack()),
             ("bé", "[]", false)
         );
-        assert_eq!(events[1].binary(), [vec![7, 8], vec![]]);
+        assert_eq!(b.binary(), [vec![7, 8], vec![]]);
+        assert!(events.next().is_none());
     }
 
     #[test]
@@ -241,7 +266,7 @@ mod tests {
         buf.extend(le(1));
         buf.push(0);
         buf.extend(le(5));
-        decode_events(&buf);
+        Events::new(&buf).next();
     }
 
     #[test]
