@@ -48,13 +48,42 @@ pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
     out
 }
 
+/// Why a plugin's answer buffer is not a valid answer; `at` is a byte offset in it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AnswerError {
+    #[error("{answers} answers for {events} events")]
+    Count { answers: usize, events: usize },
+    #[error("truncated: {wanted} bytes wanted at byte {at}")]
+    Truncated { wanted: usize, at: usize },
+    #[error("a count of {count} with fewer bytes left at byte {at}")]
+    CountTooLarge { count: usize, at: usize },
+    #[error("over {MAX_ACTIONS} actions in one answer at byte {at}")]
+    TooManyActions { at: usize },
+    #[error("unknown answer tag {tag} at byte {at}")]
+    AnswerTag { tag: u8, at: usize },
+    #[error("unknown action tag {tag} at byte {at}")]
+    ActionTag { tag: u8, at: usize },
+    #[error("{byte} is not a bool at byte {at}")]
+    NotABool { byte: u8, at: usize },
+    #[error("invalid UTF-8 in a string at byte {at}: {source}")]
+    Utf8 {
+        at: usize,
+        source: std::str::Utf8Error,
+    },
+    #[error("{left} bytes after the last answer at byte {at}")]
+    Trailing { left: usize, at: usize },
+}
+
 /// A plugin's answers to `events` events, or why they are not a valid answer.
-pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, String> {
+pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, AnswerError> {
     let mut r = Reader { buf, at: 0 };
     // Checked against the events (a host figure) first: it bounds the answers' allocation.
     let count = r.u32()?;
     if count != events {
-        return Err(format!("{count} answers for {events} events"));
+        return Err(AnswerError::Count {
+            answers: count,
+            events,
+        });
     }
     let mut answers = Vec::with_capacity(count);
     let mut total = 0;
@@ -64,9 +93,7 @@ pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, S
                 let n = r.count(MIN_ACTION)?;
                 total += n;
                 if total > MAX_ACTIONS {
-                    return Err(
-                        r.error_before(4, format!("over {MAX_ACTIONS} actions in one answer"))
-                    );
+                    return Err(AnswerError::TooManyActions { at: r.at - 4 });
                 }
                 let mut actions = Vec::with_capacity(n.min(PREALLOCATED));
                 for _ in 0..n {
@@ -78,11 +105,14 @@ pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, S
                 code: r.string()?,
                 message: r.string()?,
             }),
-            tag => return Err(r.error_before(1, format!("unknown answer tag {tag}"))),
+            tag => return Err(AnswerError::AnswerTag { tag, at: r.at - 1 }),
         });
     }
     if r.at != buf.len() {
-        return Err(r.error(format!("{} bytes after the last answer", buf.len() - r.at)));
+        return Err(AnswerError::Trailing {
+            left: buf.len() - r.at,
+            at: r.at,
+        });
     }
     Ok(answers)
 }
@@ -104,69 +134,69 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn error(&self, what: String) -> String {
-        format!("{what} at byte {}", self.at)
-    }
-
-    /// An error about the `n` bytes just read.
-    fn error_before(&self, n: usize, what: String) -> String {
-        format!("{what} at byte {}", self.at - n)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], AnswerError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| self.error(format!("truncated: {n} bytes wanted")))?;
+            .ok_or(AnswerError::Truncated {
+                wanted: n,
+                at: self.at,
+            })?;
         let bytes = &self.buf[self.at..end];
         self.at = end;
         Ok(bytes)
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, AnswerError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<usize, String> {
+    fn u32(&mut self) -> Result<usize, AnswerError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 
     /// A list's length, each item taking at least `min` bytes: a count that
     /// what is left cannot hold is refused before anything is allocated.
-    fn count(&mut self, min: usize) -> Result<usize, String> {
+    fn count(&mut self, min: usize) -> Result<usize, AnswerError> {
         let n = self.u32()?;
         if n > (self.buf.len() - self.at) / min {
-            return Err(self.error_before(4, format!("a count of {n} with fewer bytes left")));
+            return Err(AnswerError::CountTooLarge {
+                count: n,
+                at: self.at - 4,
+            });
         }
         Ok(n)
     }
 
-    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+    fn bytes(&mut self) -> Result<Vec<u8>, AnswerError> {
         let n = self.u32()?;
         Ok(self.take(n)?.to_vec())
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, AnswerError> {
         let n = self.u32()?;
         let at = self.at;
         let b = self.take(n)?;
         match std::str::from_utf8(b) {
             Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(format!("invalid UTF-8 in a string at byte {at}: {e}")),
+            Err(source) => Err(AnswerError::Utf8 { at, source }),
         }
     }
 
-    fn bool(&mut self) -> Result<bool, String> {
+    fn bool(&mut self) -> Result<bool, AnswerError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            b => Err(self.error_before(1, format!("{b} is not a bool"))),
+            byte => Err(AnswerError::NotABool {
+                byte,
+                at: self.at - 1,
+            }),
         }
     }
 
-    fn payload(&mut self) -> Result<Payload, String> {
+    fn payload(&mut self) -> Result<Payload, AnswerError> {
         let args_json = self.string()?;
         let n = self.count(MIN_ATTACHMENT)?;
         let mut binary = Vec::with_capacity(n.min(PREALLOCATED));
@@ -176,7 +206,7 @@ impl Reader<'_> {
         Ok(Payload { args_json, binary })
     }
 
-    fn action(&mut self) -> Result<Action, String> {
+    fn action(&mut self) -> Result<Action, AnswerError> {
         Ok(match self.u8()? {
             0 => Action::Emit {
                 event: self.string()?,
@@ -197,7 +227,12 @@ impl Reader<'_> {
             4 => Action::Join(self.string()?),
             5 => Action::Leave(self.string()?),
             6 => Action::Disconnect(self.string()?),
-            tag => return Err(self.error_before(1, format!("unknown action tag {tag}"))),
+            tag => {
+                return Err(AnswerError::ActionTag {
+                    tag,
+                    at: self.at - 1,
+                });
+            }
         })
     }
 }
@@ -382,7 +417,7 @@ mod tests {
             ),
         ];
         for (buf, expected) in cases {
-            let err = decode_answers(&buf, 1).unwrap_err();
+            let err = decode_answers(&buf, 1).unwrap_err().to_string();
             assert!(
                 err.starts_with(expected),
                 "{err:?} should start with {expected:?}"
@@ -394,6 +429,7 @@ mod tests {
         assert!(
             decode_answers(&nine.0, 1)
                 .unwrap_err()
+                .to_string()
                 .starts_with("a count of 2 with fewer bytes left at byte 5")
         );
         // As many empty joins as the cap allows decode; one more is refused.
@@ -415,6 +451,7 @@ mod tests {
         assert!(
             decode_answers(&joins(cap + 1), 1)
                 .unwrap_err()
+                .to_string()
                 .starts_with("over 100000 actions in one answer at byte 5")
         );
         assert_eq!(
