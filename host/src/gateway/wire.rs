@@ -15,9 +15,7 @@ pub(super) fn read_event(
     binary: Vec<Vec<u8>>,
     wants_ack: bool,
 ) -> Result<Event, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let name = serde::Deserializer::deserialize_seq(&mut de, Split)
-        .and_then(|name| de.end().map(|()| name))
+    let name = first_of_array(text)
         .map_err(|e| format!("event is not a JSON array: {e}"))?
         .ok_or("event has no name")?
         .get();
@@ -45,8 +43,16 @@ pub(super) fn read_event(
     })
 }
 
-/// Visits an event array: its first element (the name, raw, borrowed from
-/// the packet), then checks the rest without building anything.
+/// `text` checked to be one JSON array, without building its values; its
+/// first element, raw and borrowed from `text`, if it has one.
+fn first_of_array(text: &str) -> Result<Option<&RawValue>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let first = serde::Deserializer::deserialize_seq(&mut de, Split)?;
+    de.end()?;
+    Ok(first)
+}
+
+/// Visits an array: its first element raw, then the rest without building anything.
 struct Split;
 
 impl<'de> serde::de::Visitor<'de> for Split {
@@ -100,31 +106,12 @@ impl AckArgs {
         {
             return Ok(Self::WithBinary(p));
         }
-        check_array(text)?;
+        first_of_array(text).map_err(PayloadError::NotAnArray)?;
         Ok(Self::AsIs(socketioxide::handler::Value::Str(
             p.args_json.into(),
             None,
         )))
     }
-}
-
-/// Whether `text` is one JSON array, read without building its values.
-fn check_array(text: &str) -> Result<(), PayloadError> {
-    struct Elements;
-    impl<'de> serde::de::Visitor<'de> for Elements {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(())
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    serde::Deserializer::deserialize_seq(&mut de, Elements)
-        .and_then(|()| de.end())
-        .map_err(PayloadError::NotAnArray)
 }
 
 /// Why a plugin's payload cannot be sent.
