@@ -63,12 +63,7 @@ fn main() -> anyhow::Result<()> {
                 .expect("just installed")
                 .active();
             let conn = connection();
-            let event = Event {
-                name: "echo".into(),
-                args_json: r#"[{"n":1,"text":"hello"}]"#.into(),
-                binary: vec![],
-                wants_ack: true,
-            };
+            let event = Event::new("echo", r#"[{"n":1,"text":"hello"}]"#, vec![], true);
             for _ in 0..per_batch {
                 version
                     .on_event(&conn, event.clone())

@@ -35,12 +35,12 @@ async fn plugins_of_every_contract_version_serve_side_by_side() {
     assert_eq!(r.get("chat").unwrap().active().contract(), "0.3.0");
 
     // An attachment and a non-ASCII name cross every version's encoding unchanged.
-    let file = Event {
-        name: "fïle".into(),
-        args_json: r#"[{"_placeholder":true,"num":0}]"#.into(),
-        binary: vec![vec![0, 255, 7]],
-        wants_ack: true,
-    };
+    let file = Event::new(
+        "fïle",
+        r#"[{"_placeholder":true,"num":0}]"#,
+        vec![vec![0, 255, 7]],
+        true,
+    );
     for version in &versions {
         assert_eq!(version.manifest.name, "echo");
         let c = conn("s1");
@@ -69,7 +69,7 @@ async fn plugins_of_every_contract_version_serve_side_by_side() {
             [
                 payload("[1]", vec![]),
                 payload(r#"[{"x":2}]"#, vec![]),
-                payload(&file.args_json, file.binary.clone()),
+                payload(&file.args.to_json(), file.binary.clone()),
             ],
             "{}",
             version.contract()

@@ -83,6 +83,12 @@ impl Client {
         c
     }
 
+    /// Send an event packet with ack `id` whose data is `data`, as it is.
+    async fn send_raw(&self, id: u64, data: &str) {
+        let packet = format!("2{},{id}{data}", self.ns);
+        self.tx.send(Packet::Message(packet.into())).await.unwrap();
+    }
+
     /// Send event `name` with `arg`, asking for ack `id`.
     async fn emit_acked(&self, id: u64, name: &str, arg: serde_json::Value) {
         let packet = format!("2{},{id}{}", self.ns, serde_json::json!([name, arg]));
@@ -196,4 +202,37 @@ async fn answers_wait_for_a_full_send_buffer_instead_of_being_dropped() {
     .await;
     assert!(counted.is_ok(), "acks counted: {}", stats.acks_ok.get());
     assert_eq!(stats.acks_ok.get(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_is_answered_bad_request_and_the_socket_goes_on() {
+    let server = node(&["echo"]).await;
+    let mut c = Client::connect(&server, "/echo").await;
+    // Each is an event packet socketioxide hands over unread: the gateway's
+    // own parse is the only one, so it must refuse them all.
+    let malformed = [
+        "[1]",
+        r#"[{"a":"b"}]"#,
+        r#"{"not":"an array"}"#,
+        "[]",
+        r#"["e",{"b":}]"#,
+        r#"["e"] trailing"#,
+    ];
+    for (n, data) in malformed.iter().enumerate() {
+        c.send_raw(n as u64 + 1, data).await;
+    }
+    c.emit_acked(99, "e", serde_json::json!("still here")).await;
+    for (n, data) in malformed.iter().enumerate() {
+        let (id, answer) = c.next_ack().await;
+        assert_eq!(id, n as u64 + 1, "{data}");
+        assert_eq!(answer["ok"], false, "{data}: {answer}");
+        assert_eq!(answer["code"], "bad_request", "{data}: {answer}");
+    }
+    assert_eq!(c.next_ack().await, (99, serde_json::json!("still here")));
+    let metrics = server.state.metrics.encode().unwrap();
+    let line = format!(
+        "portico_refused_total{{limit=\"malformed_event\"}} {}",
+        malformed.len()
+    );
+    assert!(metrics.contains(&line), "{line} in:\n{metrics}");
 }

@@ -272,7 +272,8 @@ fn connection(
 /// Registered in the handshake, before the connect ack goes out, so no
 /// event sent right after connecting can miss them.
 fn register_handlers(socket: &SocketRef) {
-    socket.on_fallback(async |socket: SocketRef, Enqueued(session): Enqueued| {
+    // Unread: `Enqueued` parses each packet itself, once.
+    socket.on_fallback_unread(async |socket: SocketRef, Enqueued(session): Enqueued| {
         session.drain_events(&socket).await
     });
     socket.on_disconnect(async |socket: SocketRef, reason: DisconnectReason| {

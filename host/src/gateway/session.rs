@@ -352,20 +352,23 @@ impl FromMessage<Adapter> for Enqueued {
             return Ok(Enqueued(session));
         }
         let wants_ack = ack_id.is_some();
-        let work = match v {
+        // socketioxide hands every event over unread (`on_fallback_unread`):
+        // this is the one parse of the packet, and where a malformed one is refused.
+        let read = match v {
             Value::Str(text, bins) => {
                 let binary = bins
                     .map(|b| b.into_iter().map(|b| b.to_vec()).collect())
                     .unwrap_or_default();
-                match wire::read_event(text.as_str(), binary, wants_ack) {
-                    Ok(event) => Work::Event { event, ack },
-                    Err(reason) => Work::Malformed { reason, ack },
-                }
+                wire::read_event(text, binary, wants_ack)
             }
-            Value::Bytes(_) => Work::Malformed {
-                reason: "unexpected binary packet".into(),
-                ack,
-            },
+            Value::Bytes(_) => Err("unexpected binary packet".into()),
+        };
+        let work = match read {
+            Ok(event) => Work::Event { event, ack },
+            Err(reason) => {
+                session.mount.metrics.limit("malformed_event").inc();
+                Work::Malformed { reason, ack }
+            }
         };
         session.push(work);
         Ok(Enqueued(session))

@@ -5,39 +5,53 @@
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 use serde_json::value::RawValue;
 
-use crate::plugins::{Event, Payload};
+use socketioxide_core::Str;
+
+use crate::plugins::{Event, JsonArray, Payload, Text};
 
 /// Read an event packet (`["name", ...args]` plus attachments), in one pass:
-/// the whole array is checked, and the arguments are its text after the name,
-/// copied once, as the client sent it.
+/// the whole array is checked, and the name and the arguments are slices of
+/// the packet (the arguments are its text after the name), nothing copied.
 pub(super) fn read_event(
-    text: &str,
+    packet: Str,
     binary: Vec<Vec<u8>>,
     wants_ack: bool,
 ) -> Result<Event, String> {
-    let name = first_of_array(text)
+    let text = packet.as_str();
+    let raw_name = first_of_array(text)
         .map_err(|e| format!("event is not a JSON array: {e}"))?
         .ok_or("event has no name")?
         .get();
-    // `name` is a slice of `text`: what follows it is `, arg, ...]` or `]`.
-    let after_name = (name.as_ptr() as usize)
+    // `raw_name` is a slice of `text`: what follows it is `, arg, ...]` or `]`.
+    let name_at = (raw_name.as_ptr() as usize)
         .checked_sub(text.as_ptr() as usize)
-        .and_then(|at| text.get(at + name.len()..))
+        .filter(|at| text.get(*at..at + raw_name.len()).is_some())
         .ok_or("event name is not part of the packet")?;
-    let args_json = match after_name.trim_start().strip_prefix(',') {
-        Some(args) => {
-            let args = args.trim_end();
-            let mut json = String::with_capacity(args.len() + 1);
-            json.push('[');
-            json.push_str(args);
-            json
-        }
-        None => "[]".to_owned(),
+    let after_name = name_at + raw_name.len();
+    let rest = &text[after_name..];
+    let args = rest.trim_start().strip_prefix(',').map(|args| {
+        let start = text.len() - args.len();
+        start..start + args.trim_end().len()
+    });
+    let decoded = match raw_name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        // The common case: no escapes, the name is the text between the quotes.
+        Some(plain) if !plain.contains('\\') => None,
+        _ => Some(
+            serde_json::from_str::<String>(raw_name).map_err(|_| "event name is not a string")?,
+        ),
     };
-    let name: String = serde_json::from_str(name).map_err(|_| "event name is not a string")?;
+    let packet = Text::from(packet);
+    let name = match decoded {
+        Some(name) => name.into(),
+        None => packet.slice(name_at + 1..after_name - 1),
+    };
+    let args = match args {
+        Some(range) => JsonArray::after_bracket(packet.slice(range)),
+        None => JsonArray::after_bracket(Text::from_static("]")),
+    };
     Ok(Event {
         name,
-        args_json,
+        args,
         binary,
         wants_ack,
     })
@@ -108,7 +122,7 @@ impl AckArgs {
         }
         first_of_array(text).map_err(PayloadError::NotAnArray)?;
         Ok(Self::AsIs(socketioxide::handler::Value::Str(
-            p.args_json.into(),
+            p.args_json.into_str(),
             None,
         )))
     }
@@ -241,37 +255,43 @@ pub(super) fn single(data_json: &str) -> Result<serde_json::Value, PayloadError>
 mod tests {
     use super::*;
 
+    fn read(text: &str, wants_ack: bool) -> Result<Event, String> {
+        read_event(Str::copy_from_slice(text), vec![], wants_ack)
+    }
+
     #[test]
     fn event_args_are_split_from_the_name() {
-        let e = read_event(r#"["message",{"room":"a"},2]"#, vec![], true).unwrap();
+        let e = read(r#"["message",{"room":"a"},2]"#, true).unwrap();
         assert_eq!(e.name, "message");
-        assert_eq!(e.args_json, r#"[{"room":"a"},2]"#);
+        assert_eq!(e.args.to_json(), r#"[{"room":"a"},2]"#);
         assert!(e.wants_ack);
-        assert_eq!(
-            read_event(r#"["ping"]"#, vec![], false).unwrap().args_json,
-            "[]"
-        );
-        let why = |text: &str| read_event(text, vec![], false).unwrap_err();
+        assert_eq!(read(r#"["ping"]"#, false).unwrap().args.to_json(), "[]");
+        let why = |text: &str| read(text, false).unwrap_err();
         assert_eq!(why("[]"), "event has no name");
         assert_eq!(why("[1]"), "event name is not a string");
+        assert_eq!(why(r#"[{"a":"b"}]"#), "event name is not a string");
         assert!(why(r#"{"a":1}"#).starts_with("event is not a JSON array"));
         assert!(why(r#"["a",{"b":}]"#).starts_with("event is not a JSON array"));
         assert!(why(r#"["a"] x"#).starts_with("event is not a JSON array"));
+        assert!(why("").starts_with("event is not a JSON array"));
         // The arguments' text is kept as the client sent it, spacing included.
-        let e = read_event(r#" [ "m" , {"a": [1, 2]} , 3 ] "#, vec![], false).unwrap();
+        let e = read(r#" [ "m" , {"a": [1, 2]} , 3 ] "#, false).unwrap();
         assert_eq!(
-            (e.name.as_str(), e.args_json.as_str()),
+            (e.name.as_str(), e.args.to_json().as_str()),
             ("m", r#"[ {"a": [1, 2]} , 3 ]"#)
         );
-        let e = read_event(r#"["m\u00e9",[1,"]"]]"#, vec![], false).unwrap();
+        // An escaped name is decoded; the arguments stay as they came.
+        let e = read(r#"["m\u00e9\"",[1,"]"]]"#, false).unwrap();
         assert_eq!(
-            (e.name.as_str(), e.args_json.as_str()),
-            ("mé", r#"[[1,"]"]]"#)
+            (e.name.as_str(), e.args.to_json().as_str()),
+            ("mé\"", r#"[[1,"]"]]"#)
         );
+        let e = read(r#"["é",{"ü":"ß"}]"#, false).unwrap();
         assert_eq!(
-            read_event(r#"[ "m" ]"#, vec![], false).unwrap().args_json,
-            "[]"
+            (e.name.as_str(), e.args.to_json().as_str()),
+            ("é", r#"[{"ü":"ß"}]"#)
         );
+        assert_eq!(read(r#"[ "m" ]"#, false).unwrap().args.to_json(), "[]");
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl Instance {
                     .portico_plugin0_3_0_handler()
                     .call_on_events(store, &conn.id, &buf)
                     .await?;
-                packed::decode_answers(&answers, events.len())
+                packed::decode_answers(answers.into(), events.len())
                     .map_err(|e| wasmtime::Error::msg(format!("on-events answer: {e}")))
             }
         }
@@ -326,8 +326,8 @@ macro_rules! conversions {
         fn $event(e: Event) -> $w::Event {
             use $w as w;
             w::Event {
-                name: e.name,
-                args_json: e.args_json,
+                name: e.name.into(),
+                args_json: e.args.to_json(),
                 binary: e.binary,
                 wants_ack: e.wants_ack,
             }
@@ -336,7 +336,7 @@ macro_rules! conversions {
         fn $actions(list: Vec<$w::Action>) -> Vec<Action> {
             use $w as w;
             let payload = |p: w::Payload| Payload {
-                args_json: p.args_json,
+                args_json: p.args_json.into(),
                 binary: p.binary,
             };
             list.into_iter()

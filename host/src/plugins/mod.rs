@@ -34,7 +34,7 @@ pub use registry::{
 };
 pub use stats::Histogram;
 pub use types::{
-    Action, Connection, Event, EventSpec, Manifest, Payload, Principal, Rejection, TimerEvent,
-    Transport,
+    Action, Connection, Event, EventSpec, JsonArray, Manifest, Payload, Principal, Rejection, Text,
+    TimerEvent, Transport,
 };
 pub use version::{Answer, CallPolicy, Counters, Isolation, Limits, PluginVersion};

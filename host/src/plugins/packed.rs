@@ -7,7 +7,9 @@
 //! items decode, the actions of one call are capped at [`MAX_ACTIONS`], and
 //! anything that does not decode is an error, never a panic.
 
-use super::types::{Action, Event, Payload, Rejection};
+use bytes::Bytes;
+
+use super::types::{Action, Event, Payload, Rejection, Text};
 use super::version::Answer;
 
 /// Actions one `on-events` answer may hold, all its events together. A
@@ -30,7 +32,7 @@ pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
         .iter()
         .map(|e| {
             13 + e.name.len()
-                + e.args_json.len()
+                + e.args.json_len()
                 + e.binary.iter().map(|b| 4 + b.len()).sum::<usize>()
         })
         .sum();
@@ -39,7 +41,10 @@ pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
     for e in events {
         out.push(u8::from(e.wants_ack));
         put_bytes(&mut out, e.name.as_bytes());
-        put_bytes(&mut out, e.args_json.as_bytes());
+        let args = e.args.text_after_bracket().as_bytes();
+        put_len(&mut out, 1 + args.len());
+        out.push(b'[');
+        out.extend_from_slice(args);
         put_len(&mut out, e.binary.len());
         for b in &e.binary {
             put_bytes(&mut out, b);
@@ -75,8 +80,9 @@ pub(super) enum AnswerError {
 }
 
 /// A plugin's answers to `events` events, or why they are not a valid answer.
-pub(super) fn decode_answers(buf: &[u8], events: usize) -> Result<Vec<Answer>, AnswerError> {
-    let mut r = Reader { buf, at: 0 };
+/// An ack's or an emit's arguments stay in `buf`, shared, not copied.
+pub(super) fn decode_answers(buf: Bytes, events: usize) -> Result<Vec<Answer>, AnswerError> {
+    let mut r = Reader { buf: &buf, at: 0 };
     // Checked against the events (a host figure) first: it bounds the answers' allocation.
     let count = r.u32()?;
     if count != events {
@@ -129,7 +135,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Reads the answers buffer front to back.
 struct Reader<'a> {
-    buf: &'a [u8],
+    buf: &'a Bytes,
     at: usize,
 }
 
@@ -185,6 +191,15 @@ impl Reader<'_> {
         }
     }
 
+    /// A string, shared with the buffer.
+    fn text(&mut self) -> Result<Text, AnswerError> {
+        let n = self.u32()?;
+        let at = self.at;
+        self.take(n)?;
+        Text::from_utf8(self.buf.slice(at..at + n))
+            .map_err(|source| AnswerError::Utf8 { at, source })
+    }
+
     fn bool(&mut self) -> Result<bool, AnswerError> {
         match self.u8()? {
             0 => Ok(false),
@@ -197,7 +212,7 @@ impl Reader<'_> {
     }
 
     fn payload(&mut self) -> Result<Payload, AnswerError> {
-        let args_json = self.string()?;
+        let args_json = self.text()?;
         let n = self.count(MIN_ATTACHMENT)?;
         let mut binary = Vec::with_capacity(n.min(PREALLOCATED));
         for _ in 0..n {
@@ -242,12 +257,7 @@ mod tests {
     use super::*;
 
     fn event(name: &str, args: &str, binary: Vec<Vec<u8>>, wants_ack: bool) -> Event {
-        Event {
-            name: name.into(),
-            args_json: args.into(),
-            binary,
-            wants_ack,
-        }
+        Event::new(name, args, binary, wants_ack)
     }
 
     /// Writes answers the way the SDK does, so the decoder can be tested alone.
@@ -330,7 +340,7 @@ mod tests {
             .str("not_member")
             .str("join first")
             .0;
-        let answers = decode_answers(&buf, 2).unwrap();
+        let answers = decode_answers(buf.into(), 2).unwrap();
         let payload = |args: &str, binary: Vec<Vec<u8>>| Payload {
             args_json: args.into(),
             binary,
@@ -417,7 +427,7 @@ mod tests {
             ),
         ];
         for (buf, expected) in cases {
-            let err = decode_answers(&buf, 1).unwrap_err().to_string();
+            let err = decode_answers(buf.into(), 1).unwrap_err().to_string();
             assert!(
                 err.starts_with(expected),
                 "{err:?} should start with {expected:?}"
@@ -427,7 +437,7 @@ mod tests {
         let mut nine = Writer::default().u32(1).u8(0).u32(2);
         nine.0.extend([4, 0, 0, 0, 0, 4, 0, 0, 0]);
         assert!(
-            decode_answers(&nine.0, 1)
+            decode_answers(nine.0.into(), 1)
                 .unwrap_err()
                 .to_string()
                 .starts_with("a count of 2 with fewer bytes left at byte 5")
@@ -442,20 +452,20 @@ mod tests {
         };
         let cap = MAX_ACTIONS as u32;
         assert_eq!(
-            decode_answers(&joins(cap), 1).unwrap()[0]
+            decode_answers(joins(cap).into(), 1).unwrap()[0]
                 .as_ref()
                 .unwrap()
                 .len(),
             MAX_ACTIONS
         );
         assert!(
-            decode_answers(&joins(cap + 1), 1)
+            decode_answers(joins(cap + 1).into(), 1)
                 .unwrap_err()
                 .to_string()
                 .starts_with("over 100000 actions in one answer at byte 5")
         );
         assert_eq!(
-            decode_answers(&ack("[1]").0, 1).unwrap()[0]
+            decode_answers(ack("[1]").0.into(), 1).unwrap()[0]
                 .as_ref()
                 .unwrap(),
             &[Action::Ack(Payload {

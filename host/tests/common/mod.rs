@@ -54,12 +54,7 @@ pub fn conn(id: &str) -> Connection {
 }
 
 pub fn event(name: &str, args_json: &str) -> Event {
-    Event {
-        name: name.into(),
-        args_json: args_json.into(),
-        binary: vec![],
-        wants_ack: true,
-    }
+    Event::new(name, args_json, vec![], true)
 }
 
 /// Resident set size of this process, in bytes.

@@ -292,6 +292,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     pub(crate) ns: Arc<Namespace<A>>,
     message_handlers: RwLock<HashMap<Cow<'static, str>, BoxedMessageHandler<A>>>,
     fallback_message_handler: RwLock<Option<BoxedMessageHandler<A>>>,
+    /// Set by [`Socket::on_fallback_unread`]: events go to the fallback unread.
+    fallback_unread: AtomicBool,
     disconnect_handler: Mutex<Option<BoxedDisconnectHandler<A>>>,
     ack_message: Mutex<HashMap<i64, oneshot::Sender<AckResult<Value>>>>,
     /// The number of entries in `ack_message` at which its abandoned entries are removed.
@@ -325,6 +327,7 @@ impl<A: Adapter> Socket<A> {
             ns,
             message_handlers: RwLock::new(HashMap::new()),
             fallback_message_handler: RwLock::new(None),
+            fallback_unread: AtomicBool::new(false),
             disconnect_handler: Mutex::new(None),
             ack_message: Mutex::new(HashMap::new()),
             ack_sweep_at: AtomicUsize::new(ACK_SWEEP_MIN),
@@ -452,6 +455,23 @@ impl<A: Adapter> Socket<A> {
             .write()
             .unwrap()
             .replace(MakeErasedHandler::new_message_boxed(handler));
+    }
+
+    /// # Registers a fallback [`MessageHandler`] that reads every event packet itself.
+    /// Like [`on_fallback`](Self::on_fallback), except that while no handler is registered by
+    /// name, an event is handed to it without its name being read first: reading the name is a
+    /// full parse of the packet, which a handler that parses the packet anyway would pay twice.
+    ///
+    /// The handler then also receives the event packets whose name cannot be read (not an
+    /// array, or a first element that is not a string), which would otherwise close the
+    /// connection with a parsing error: it must check the data itself.
+    pub fn on_fallback_unread<H, T>(&self, handler: H)
+    where
+        H: MessageHandler<A, T>,
+        T: Send + Sync + 'static,
+    {
+        self.on_fallback(handler);
+        self.fallback_unread.store(true, Ordering::Release);
     }
 
     /// # Register a disconnect handler.
@@ -895,6 +915,15 @@ impl<A: Adapter> Socket<A> {
     }
 
     fn recv_event(self: Arc<Self>, data: Value, ack: Option<i64>) -> Result<(), Error> {
+        if self.fallback_unread.load(Ordering::Acquire)
+            && self.message_handlers.read().unwrap().is_empty()
+        {
+            let handler = self.fallback_message_handler.read().unwrap().clone();
+            if let Some(handler) = handler {
+                handler.call(self.clone(), data, ack);
+            }
+            return Ok(());
+        }
         let event = self.parser.read_event(&data).map_err(|_e| {
             #[cfg(feature = "tracing")]
             tracing::debug!(?_e, "failed to read event");
