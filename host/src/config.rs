@@ -482,7 +482,16 @@ pub struct ClusterConfig {
     /// Publications that may wait for Redis at once (sent in pipelined
     /// batches); past it a publication is refused with `overloaded`.
     pub outbox: usize,
+    /// Entries each plugin's Redis Stream keeps: how far a node may fall
+    /// behind it (a stall of its length divided by the publication rate)
+    /// before it loses its place and cuts its readers off. Default: the
+    /// larger of [`DEFAULT_STREAM_LENGTH`] and `sse.history_size`.
+    pub stream_length: Option<usize>,
 }
+
+/// Entries a plugin's cluster stream keeps by default: ~9 s of 1,100
+/// publications/s, where 1,000 (one channel's history) was under a second.
+pub const DEFAULT_STREAM_LENGTH: usize = 10_000;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -492,6 +501,7 @@ impl Default for ClusterConfig {
             connect_wait_secs: 30,
             node_ttl_ms: 10_000,
             outbox: 8192,
+            stream_length: None,
         }
     }
 }
@@ -617,6 +627,13 @@ impl Config {
             },
             config: p.config,
         }
+    }
+
+    /// Entries each plugin's cluster stream keeps (`cluster.stream_length`).
+    pub fn cluster_stream_length(&self) -> usize {
+        self.cluster
+            .stream_length
+            .unwrap_or(DEFAULT_STREAM_LENGTH.max(self.sse.history_size))
     }
 
     /// The call bounds of plugins without a `[plugins.<name>]` entry, and of those with one.
@@ -790,6 +807,16 @@ fn set_path(doc: &mut toml::Table, path: &str, value: &str) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_stream_keeps_at_least_a_channel_history_and_may_be_set() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.cluster_stream_length(), DEFAULT_STREAM_LENGTH);
+        let c = Config::load(None, env(&[("PORTICO_SSE__HISTORY_SIZE", "50000")])).unwrap();
+        assert_eq!(c.cluster_stream_length(), 50_000);
+        let c = Config::load(None, env(&[("PORTICO_CLUSTER__STREAM_LENGTH", "500")])).unwrap();
+        assert_eq!(c.cluster_stream_length(), 500);
+    }
 
     #[test]
     fn call_bounds_default_to_the_runtime_and_a_plugin_may_set_its_own() {

@@ -284,7 +284,7 @@ impl Backends {
         presence.spawn_heartbeat();
         let streams = Streams::new(
             redis.clone(),
-            config.sse.history_size,
+            config.cluster_stream_length(),
             config.cluster.outbox,
         );
         Ok(Self {
