@@ -33,7 +33,7 @@ pub(super) enum Work {
     },
     /// A packet that could not be read: answered with an error ack.
     Malformed {
-        reason: String,
+        reason: wire::EventError,
         ack: Option<AckSender>,
     },
     /// An event over the socket's rate limit, answered with `rate_limited`.
@@ -265,7 +265,7 @@ impl Session {
         match work {
             Work::Connected(list) => actions::apply(&target, list, None).await,
             Work::Malformed { reason, ack } => {
-                let why = Rejection::new("bad_request", reason);
+                let why = Rejection::new("bad_request", reason.to_string());
                 actions::reject(&target, ack, &why).await
             }
             Work::Limited(ack) => {
@@ -361,7 +361,7 @@ impl FromMessage<Adapter> for Enqueued {
                     .unwrap_or_default();
                 wire::read_event(text, binary, wants_ack)
             }
-            Value::Bytes(_) => Err("unexpected binary packet".into()),
+            Value::Bytes(_) => Err(wire::EventError::Binary),
         };
         let work = match read {
             Ok(event) => Work::Event { event, ack },

@@ -16,17 +16,17 @@ pub(super) fn read_event(
     packet: Str,
     binary: Vec<Vec<u8>>,
     wants_ack: bool,
-) -> Result<Event, String> {
+) -> Result<Event, EventError> {
     let text = packet.as_str();
     let raw_name = first_of_array(text)
-        .map_err(|e| format!("event is not a JSON array: {e}"))?
-        .ok_or("event has no name")?
+        .map_err(EventError::NotAnArray)?
+        .ok_or(EventError::NoName)?
         .get();
     // `raw_name` is a slice of `text`: what follows it is `, arg, ...]` or `]`.
     let name_at = (raw_name.as_ptr() as usize)
         .checked_sub(text.as_ptr() as usize)
         .filter(|at| text.get(*at..at + raw_name.len()).is_some())
-        .ok_or("event name is not part of the packet")?;
+        .ok_or(EventError::NameOutsidePacket)?;
     let after_name = name_at + raw_name.len();
     let rest = &text[after_name..];
     let args = rest.trim_start().strip_prefix(',').map(|args| {
@@ -36,9 +36,9 @@ pub(super) fn read_event(
     let decoded = match raw_name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
         // The common case: no escapes, the name is the text between the quotes.
         Some(plain) if !plain.contains('\\') => None,
-        _ => Some(
-            serde_json::from_str::<String>(raw_name).map_err(|_| "event name is not a string")?,
-        ),
+        _ => {
+            Some(serde_json::from_str::<String>(raw_name).map_err(|_| EventError::NameNotAString)?)
+        }
     };
     let packet = Text::from(packet);
     let name = match decoded {
@@ -55,6 +55,21 @@ pub(super) fn read_event(
         binary,
         wants_ack,
     })
+}
+
+/// Why an event packet cannot be read (the client gets it in a `bad_request` ack).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EventError {
+    #[error("event is not a JSON array: {0}")]
+    NotAnArray(serde_json::Error),
+    #[error("event has no name")]
+    NoName,
+    #[error("event name is not part of the packet")]
+    NameOutsidePacket,
+    #[error("event name is not a string")]
+    NameNotAString,
+    #[error("unexpected binary packet")]
+    Binary,
 }
 
 /// `text` checked to be one JSON array, without building its values; its
@@ -255,7 +270,7 @@ pub(super) fn single(data_json: &str) -> Result<serde_json::Value, PayloadError>
 mod tests {
     use super::*;
 
-    fn read(text: &str, wants_ack: bool) -> Result<Event, String> {
+    fn read(text: &str, wants_ack: bool) -> Result<Event, EventError> {
         read_event(Str::copy_from_slice(text), vec![], wants_ack)
     }
 
@@ -266,7 +281,7 @@ mod tests {
         assert_eq!(e.args.to_json(), r#"[{"room":"a"},2]"#);
         assert!(e.wants_ack);
         assert_eq!(read(r#"["ping"]"#, false).unwrap().args.to_json(), "[]");
-        let why = |text: &str| read(text, false).unwrap_err();
+        let why = |text: &str| read(text, false).unwrap_err().to_string();
         assert_eq!(why("[]"), "event has no name");
         assert_eq!(why("[1]"), "event name is not a string");
         assert_eq!(why(r#"[{"a":"b"}]"#), "event name is not a string");
