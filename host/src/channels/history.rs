@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::encoded::Encoded;
 use super::id::EventId;
 
 /// One published event.
@@ -20,6 +21,8 @@ pub struct Entry {
     pub at_ms: u64,
     /// The Socket.IO socket that published it without wanting it back.
     pub except: Option<Arc<str>>,
+    /// Its packet, encoded by the first socket it went to, for the others.
+    pub encoded: Encoded,
 }
 
 /// How much history a channel keeps.
@@ -125,6 +128,7 @@ mod tests {
             data: format!("{ms}"),
             at_ms: ms,
             except: None,
+            encoded: Default::default(),
         })
     }
 

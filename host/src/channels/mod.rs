@@ -24,6 +24,7 @@
 //! merging by id before delivery to keep it.
 
 mod caps;
+mod encoded;
 mod error;
 mod history;
 mod hub;
@@ -34,7 +35,7 @@ mod sockets;
 pub use caps::{StreamCaps, StreamPermit, StreamRefused};
 pub use error::ChannelError;
 pub use history::{Entry, HistoryLimits};
-pub use hub::{Hub, HubSettings, Resync, Space, Subscription, now_ms};
+pub use hub::{Delivery, Hub, HubSettings, Resync, Space, Subscription, now_ms};
 pub use id::{BadId, EventId};
 pub use log::{ChannelLog, LogError, LogStats};
 pub use sockets::{Gap, Rooms, SinkError, SocketSink};

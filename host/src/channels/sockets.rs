@@ -48,14 +48,53 @@ pub(super) struct SocketSub {
     pub(super) stalled: bool,
 }
 
-/// What a socket should get of `entry` published on one of its channels.
-pub(super) fn wants(sub: &SocketSub, id: &str, entry: &Entry) -> bool {
-    !sub.stalled
-        && entry.except.as_deref() != Some(id)
-        && sub
-            .channels
-            .get(&entry.channel)
-            .is_some_and(|after| entry.id > *after)
+/// The id after which a socket is due `channel`'s events; `None` if it gets
+/// none (it is not in the channel, or it was dropped).
+pub(super) fn due_after(sub: &SocketSub, channel: &str) -> Option<EventId> {
+    if sub.stalled {
+        return None;
+    }
+    sub.channels.get(channel).copied()
+}
+
+/// What became of an event offered to a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Offer {
+    /// Sent, or queued behind what it is still owed.
+    Taken,
+    /// Its buffer was full: queued, and the socket now catches up.
+    Lagging,
+    /// Its buffer was full and its queue too: a slow consumer.
+    Slow,
+    /// Its transport is gone.
+    Closed,
+}
+
+impl SocketSub {
+    /// Send `entry`, or queue it behind what the socket is still owed, so it
+    /// gets its events in order whatever its buffer does.
+    pub(super) fn offer(&mut self, entry: &Arc<Entry>, lag_bytes: usize) -> Offer {
+        if let Some(queue) = &mut self.replay {
+            return if queue.push(entry) {
+                Offer::Taken
+            } else {
+                Offer::Slow
+            };
+        }
+        match self.sink.deliver(entry) {
+            Ok(()) => Offer::Taken,
+            Err(SinkError::Full) => {
+                let mut queue = Catchup::new(Vec::new(), lag_bytes);
+                if queue.push(entry) {
+                    self.replay = Some(queue);
+                    Offer::Lagging
+                } else {
+                    Offer::Slow
+                }
+            }
+            Err(SinkError::Closed) => Offer::Closed,
+        }
+    }
 }
 
 /// The rooms a socket was in, each with the id it had everything up to.

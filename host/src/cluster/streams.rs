@@ -25,7 +25,7 @@ use super::error::{ClusterError, Result};
 use super::redis_conn::{Redis, resp3_url};
 use futures::future::BoxFuture;
 
-use crate::channels::{ChannelLog, EventId, Hub, LogError, LogStats};
+use crate::channels::{ChannelLog, Delivery, EventId, Hub, LogError, LogStats};
 
 /// How long one `XREAD` waits for new entries before looking for new plugins.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -252,9 +252,7 @@ async fn read_once(
             streams.gaps.fetch_add(1, Ordering::Relaxed);
             space.stream_gap(floor);
         }
-        for entry in &stream.ids {
-            deliver(&space, entry);
-        }
+        space.deliver(stream.ids.iter().filter_map(delivery));
         if let Some(last) = stream.ids.last() {
             cursors.insert(plugin, last.id.clone());
         }
@@ -324,15 +322,14 @@ async fn backfill(
         _ => EventId::new(0, 0),
     };
     space.lower_floor(floor);
-    for entry in &entries {
-        deliver(&space, entry);
-    }
+    space.deliver(entries.iter().filter_map(delivery));
     Ok(entries
         .last()
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
 }
 
-fn deliver(space: &crate::channels::Space, entry: &StreamId) {
+/// A stream entry as the hub takes it; `None` (and a warning) if malformed.
+fn delivery(entry: &StreamId) -> Option<Delivery> {
     let (Ok(id), Some(channel), Some(event), Some(data)) = (
         entry.id.parse::<EventId>(),
         entry.get::<String>("c"),
@@ -340,10 +337,15 @@ fn deliver(space: &crate::channels::Space, entry: &StreamId) {
         entry.get::<String>("d"),
     ) else {
         tracing::warn!(id = %entry.id, "skipping a malformed SSE stream entry");
-        return;
+        return None;
     };
-    let except = entry.get::<String>("x");
-    space.deliver(id, &channel, &event, data, except.as_deref());
+    Some(Delivery {
+        id,
+        channel,
+        event,
+        data,
+        except: entry.get::<String>("x"),
+    })
 }
 
 #[cfg(test)]

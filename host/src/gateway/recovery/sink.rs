@@ -2,7 +2,8 @@
 //! their id appended as the last argument (the offset the official client
 //! keeps for recovery).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use serde_json::value::RawValue;
 use socketioxide::SocketError;
@@ -10,52 +11,47 @@ use socketioxide::socket::EncodedPacket;
 
 use super::super::SocketRef;
 use super::super::session::Session;
-use crate::channels::{Entry, EventId, SinkError, SocketSink};
+use crate::channels::{Entry, SinkError, SocketSink};
 
-/// A namespace's channel events as packets, each encoded once: the hub hands
-/// a publication to all its sockets in a row, so the last packet is kept
-/// for the next socket. Encoding it per socket cost more than sending it
-/// (fan-out to 1,000 sockets ran at a quarter of a room broadcast's rate).
+/// A namespace's channel events as packets, each encoded once: the first
+/// socket a publication goes to encodes it and the entry keeps the packet
+/// for every other socket, live, catching up or restored, in whatever order
+/// the hub visits them. Encoding per socket cost more than sending (fan-out
+/// to 1,000 sockets ran at a quarter of a room broadcast's rate), and a
+/// cache of only the last packet missed whenever sockets caught up one
+/// after another, each through hundreds of entries.
 pub(in crate::gateway) struct Encoder {
     /// Append offsets (recovery on).
     offsets: bool,
-    /// The hub calls sinks under its lock, so this one is never contended.
-    last: Mutex<Option<(EventId, EncodedPacket)>>,
+    /// Tells this encoder's packets from another namespace's.
+    key: u64,
 }
 
 impl Encoder {
     pub(in crate::gateway) fn new(offsets: bool) -> Arc<Self> {
+        static KEYS: AtomicU64 = AtomicU64::new(0);
         Arc::new(Self {
             offsets,
-            last: Mutex::new(None),
+            key: KEYS.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     /// `entry` as a packet of `socket`'s namespace; `None` if it cannot be
     /// encoded (published data is checked to be JSON, so it always can).
     fn packet(&self, socket: &SocketRef, entry: &Entry) -> Option<EncodedPacket> {
-        let mut last = self.last.lock().unwrap();
-        if let Some((id, packet)) = &*last
-            && *id == entry.id
-        {
-            return Some(packet.clone());
-        }
-        let data = serde_json::from_str::<&RawValue>(&entry.data).ok()?;
-        let encoded = if self.offsets {
-            socket.encode_event(&entry.event, &(data, entry.id.to_string()))
-        } else {
-            socket.encode_event(&entry.event, data)
-        };
-        match encoded {
-            Ok(packet) => {
-                *last = Some((entry.id, packet.clone()));
-                Some(packet)
-            }
-            Err(e) => {
-                tracing::debug!(socket = %socket.id, "channel event not encoded: {e}");
-                None
-            }
-        }
+        entry.encoded.get_or_make(self.key, || {
+            let data = serde_json::from_str::<&RawValue>(&entry.data).ok()?;
+            let encoded = if self.offsets {
+                socket.encode_event(&entry.event, &(data, entry.id.to_string()))
+            } else {
+                socket.encode_event(&entry.event, data)
+            };
+            encoded
+                .inspect_err(
+                    |e| tracing::debug!(socket = %socket.id, "channel event not encoded: {e}"),
+                )
+                .ok()
+        })
     }
 }
 
