@@ -1283,6 +1283,25 @@ mod tests {
     }
 
     /// A cluster space on a node whose clock is `skew_ms` off Redis's.
+    /// A space fed by the cluster's stream whose sockets may lag `lag_bytes`.
+    fn cluster_lagging_space(lag_bytes: usize) -> Arc<Space> {
+        Arc::new_cyclic(|me| {
+            let settings = HubSettings {
+                history: HistoryLimits {
+                    max_bytes: usize::MAX,
+                    size: 100,
+                    max_age: Duration::from_secs(60),
+                },
+                buffer: 10,
+                socket_lag_bytes: lag_bytes,
+            };
+            let mut space = Space::new("p", settings, watch::Sender::new(false).subscribe(), T0);
+            space.join_cluster();
+            space.me = me.clone();
+            space
+        })
+    }
+
     fn cluster_space(skew_ms: i64) -> Arc<Space> {
         let mut s = Arc::try_unwrap(space(100, 100)).ok().unwrap();
         s.join_cluster();
@@ -1294,21 +1313,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_read_reaches_each_socket_in_id_order_across_channels_and_past_a_full_buffer()
     {
-        let s = Arc::new_cyclic(|me| {
-            let settings = HubSettings {
-                history: HistoryLimits {
-                    max_bytes: usize::MAX,
-                    size: 100,
-                    max_age: Duration::from_secs(60),
-                },
-                buffer: 10,
-                socket_lag_bytes: 100 * ONE,
-            };
-            let mut space = Space::new("p", settings, watch::Sender::new(false).subscribe(), T0);
-            space.join_cluster();
-            space.me = me.clone();
-            space
-        });
+        let s = cluster_lagging_space(100 * ONE);
         let (both, only_a) = (fake(3), fake(100));
         s.attach("both", both.clone());
         s.join("both", "a");
@@ -1342,6 +1347,60 @@ mod tests {
         s.deliver(read);
         assert_eq!(both.got.lock().unwrap().len(), 5);
         assert_eq!(only_a.got.lock().unwrap().len(), 4);
+        assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 0);
+    }
+
+    /// A sink that encodes each event as the gateway's does (through the
+    /// entry's slot, before sending), counting the encodings made.
+    struct Encoding {
+        socket: Arc<FakeSocket>,
+        made: Arc<AtomicU64>,
+    }
+
+    impl SocketSink for Encoding {
+        fn deliver(&self, e: &Entry) -> std::result::Result<(), SinkError> {
+            e.encoded.get_or_make(1, || {
+                self.made.fetch_add(1, Ordering::Relaxed);
+                Some(format!("42[{:?},{}]", e.event, e.data))
+            });
+            self.socket.deliver(e)
+        }
+        fn slow_consumer(&self) {
+            self.socket.slow_consumer();
+        }
+    }
+
+    #[tokio::test]
+    async fn sockets_catching_up_one_after_another_share_one_encoding_of_each_event() {
+        let s = cluster_lagging_space(1 << 20);
+        let made = Arc::new(AtomicU64::new(0));
+        let sockets: Vec<Arc<FakeSocket>> = (0..50).map(|_| fake(2)).collect();
+        for (i, socket) in sockets.iter().enumerate() {
+            let sink = Encoding {
+                socket: socket.clone(),
+                made: made.clone(),
+            };
+            s.attach(&i.to_string(), Arc::new(sink));
+            s.join(&i.to_string(), "a");
+        }
+        let t = now_ms();
+        s.deliver((0..20).map(|i| delivery(EventId::new(t, i), "a", &i.to_string())));
+        // Two each went out; eighteen each wait, and go out socket by socket.
+        for socket in &sockets {
+            socket.room.store(100, Ordering::Relaxed);
+        }
+        for socket in &sockets {
+            let caught_up = async {
+                while socket.got.lock().unwrap().len() < 20 {
+                    socket.delivered.notified().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), caught_up)
+                .await
+                .expect("every socket caught up");
+        }
+        // 1,000 deliveries, 20 encodings.
+        assert_eq!(made.load(Ordering::Relaxed), 20);
         assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 0);
     }
 
