@@ -2,7 +2,8 @@
 // socket.io-client: a receiver whose connection is cut every 0.7 s gets every
 // acked message exactly once, in order, with `socket.recovered` true after
 // each reconnect, on one node and across nodes (including after its node was
-// killed with SIGKILL); slow consumers are told and recover; a full outbox to
+// killed with SIGKILL); a node that stalls catches up and cuts nobody off;
+// slow consumers are told and recover; a full outbox to
 // Redis refuses visibly; a node started later resumes SSE from the stream.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -184,6 +185,44 @@ test('two nodes: the receiver alternates nodes, then its node is SIGKILLed; noth
   });
   assertExactlyOnceInOrder(r, acked);
   assertRecoveredEachTime(r, 4);
+});
+
+test('two nodes: the receivers\' node stalls for 2 s, then catches up: every acked message, once, in order, nobody cut off', async () => {
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const env = { PORTICO_REDIS_URL: redis.url };
+  const config = tempFile('portico.toml', UNLIMITED);
+  const [a, b] = await Promise.all([0, 1].map(() => startPortico({ plugins: ['chat'], env, args: ['--config', config] })));
+  cleanup.push(() => a.stop(), () => { b.proc.kill('SIGCONT'); return b.stop(); });
+  // One after another: the pre-join session cap counts handshakes per address.
+  const rs = [];
+  for (let i = 0; i < 16; i++) rs.push(await receiver(b.url, 'stall', `r${i}`));
+  const sender = await connect(a.url, '/chat', { auth: { token: token({ sub: 'stan' }) } });
+  cleanup.push(() => sender.close());
+  assert.equal((await call(sender, 'join', { room: 'stall' })).ok, true);
+
+  // Node B is frozen (a long GC-like pause, a noisy neighbour) while node A
+  // goes on appending to the stream; the stall's length is the condition.
+  let resumed;
+  const acked = await send(sender, 'stall', 1000, {
+    perTick: 2,
+    onSent: (i) => {
+      if (i !== 200) return;
+      b.proc.kill('SIGSTOP');
+      resumed = new Promise((ok) => setTimeout(() => ok(b.proc.kill('SIGCONT')), 2000));
+    },
+  });
+  await resumed;
+  assert.equal(acked.length, 1000, 'every message was acked ok');
+  for (const [i, r] of rs.entries()) {
+    await until(r, () => new Set(r.texts).size >= acked.length, 20000, `receiver ${i}: not every acked message arrived`);
+    assertExactlyOnceInOrder(r, acked);
+    assert.equal(r.connects.length, 1, `receiver ${i} was cut off and reconnected`);
+  }
+  const metrics = await (await fetch(`${b.url}/metrics`)).text();
+  const count = (prefix) => metrics.split('\n').filter((l) => l.startsWith(prefix)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  assert.equal(count('portico_cluster_stream_gaps_total'), 0, 'node B lost its place in the stream');
+  assert.equal(count('portico_slow_consumer_disconnects_total'), 0, 'a receiver was dropped as a slow consumer');
 });
 
 test('a receiver that stops reading is disconnected with slow_consumer, counted, and recovers what it missed', async () => {
