@@ -389,23 +389,6 @@ impl Space {
     }
 
     /// Store an event in its channel's history and hand it to the channel's
-    /// subscribers and sockets.
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &self,
-        inner: &mut Inner,
-        now_ms: u64,
-        id: EventId,
-        channel: &str,
-        event: &str,
-        data: String,
-        except: Option<Arc<str>>,
-    ) {
-        let entry = self.record(inner, now_ms, id, channel, event, data, except);
-        self.push_to_sockets(inner, std::slice::from_ref(&entry));
-    }
-
-    /// Store an event in its channel's history and hand it to the channel's
     /// SSE subscribers; a subscriber whose queue is full is cut off.
     #[allow(clippy::too_many_arguments)]
     fn record(
@@ -696,7 +679,8 @@ impl Space {
         let inner = &mut *guard;
         let id = inner.clock.next(now_ms);
         let except = except.map(Arc::from);
-        self.push(inner, now_ms, id, channel, event, data, except);
+        let entry = self.record(inner, now_ms, id, channel, event, data, except);
+        self.push_to_sockets(inner, std::slice::from_ref(&entry));
         Ok(id)
     }
 
@@ -949,12 +933,16 @@ mod tests {
             // No lag: a full socket buffer makes a slow consumer at once.
             socket_lag_bytes: 0,
         };
-        lagging_space(settings)
+        lagging_space(settings, false)
     }
 
-    fn lagging_space(settings: HubSettings) -> Arc<Space> {
+    /// `cluster`: its events come from the cluster's stream ([`Space::deliver`]).
+    fn lagging_space(settings: HubSettings, cluster: bool) -> Arc<Space> {
         Arc::new_cyclic(|me| {
             let mut space = Space::new("p", settings, watch::Sender::new(false).subscribe(), T0);
+            if cluster {
+                space.join_cluster();
+            }
             space.me = me.clone();
             space
         })
@@ -1112,6 +1100,20 @@ mod tests {
         }
     }
 
+    impl FakeSocket {
+        /// Wait, up to 5 s, until it was sent `n` events in all.
+        async fn received(&self, n: usize) {
+            let enough = async {
+                while self.got.lock().unwrap().len() < n {
+                    self.delivered.notified().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), enough)
+                .await
+                .expect("the lagging socket was sent its queue");
+        }
+    }
+
     fn fake(room: usize) -> Arc<FakeSocket> {
         Arc::new(FakeSocket {
             got: Mutex::default(),
@@ -1125,8 +1127,8 @@ mod tests {
     /// What one event named `e` with a one-character payload weighs.
     const ONE: usize = std::mem::size_of::<Entry>() + 2;
 
-    fn space_with_lag(lag_bytes: usize) -> Arc<Space> {
-        lagging_space(HubSettings {
+    fn lag_settings(lag_bytes: usize) -> HubSettings {
+        HubSettings {
             history: HistoryLimits {
                 max_bytes: usize::MAX,
                 size: 100,
@@ -1134,7 +1136,16 @@ mod tests {
             },
             buffer: 10,
             socket_lag_bytes: lag_bytes,
-        })
+        }
+    }
+
+    fn space_with_lag(lag_bytes: usize) -> Arc<Space> {
+        lagging_space(lag_settings(lag_bytes), false)
+    }
+
+    /// A space fed by the cluster's stream whose sockets may lag `lag_bytes`.
+    fn cluster_lagging_space(lag_bytes: usize) -> Arc<Space> {
+        lagging_space(lag_settings(lag_bytes), true)
     }
 
     #[test]
@@ -1175,14 +1186,7 @@ mod tests {
         assert_eq!(sock.told_slow.load(Ordering::Relaxed), 0);
         // Room again: the space's drainer sends them, in order.
         sock.room.store(100, Ordering::Relaxed);
-        let caught_up = async {
-            while sock.got.lock().unwrap().len() < 5 {
-                sock.delivered.notified().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), caught_up)
-            .await
-            .expect("the lagging socket was sent its queue");
+        sock.received(5).await;
         // Live again: the next one goes straight out.
         s.publish_at(t, "a", "e", &json!(5), None).unwrap();
         assert_eq!(*sock.got.lock().unwrap(), ["0", "1", "2", "3", "4", "5"]);
@@ -1283,25 +1287,6 @@ mod tests {
     }
 
     /// A cluster space on a node whose clock is `skew_ms` off Redis's.
-    /// A space fed by the cluster's stream whose sockets may lag `lag_bytes`.
-    fn cluster_lagging_space(lag_bytes: usize) -> Arc<Space> {
-        Arc::new_cyclic(|me| {
-            let settings = HubSettings {
-                history: HistoryLimits {
-                    max_bytes: usize::MAX,
-                    size: 100,
-                    max_age: Duration::from_secs(60),
-                },
-                buffer: 10,
-                socket_lag_bytes: lag_bytes,
-            };
-            let mut space = Space::new("p", settings, watch::Sender::new(false).subscribe(), T0);
-            space.join_cluster();
-            space.me = me.clone();
-            space
-        })
-    }
-
     fn cluster_space(skew_ms: i64) -> Arc<Space> {
         let mut s = Arc::try_unwrap(space(100, 100)).ok().unwrap();
         s.join_cluster();
@@ -1334,14 +1319,7 @@ mod tests {
         // Three fit; the rest wait in order, whichever channel they are of.
         assert_eq!(*both.got.lock().unwrap(), ["0", "1", "2"]);
         both.room.store(100, Ordering::Relaxed);
-        let caught_up = async {
-            while both.got.lock().unwrap().len() < 5 {
-                both.delivered.notified().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), caught_up)
-            .await
-            .expect("the lagging socket was sent its queue");
+        both.received(5).await;
         assert_eq!(*both.got.lock().unwrap(), ["0", "1", "2", "4", "5"]);
         // An overlapping read delivers nothing twice.
         s.deliver(read);
@@ -1390,14 +1368,7 @@ mod tests {
             socket.room.store(100, Ordering::Relaxed);
         }
         for socket in &sockets {
-            let caught_up = async {
-                while socket.got.lock().unwrap().len() < 20 {
-                    socket.delivered.notified().await;
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(5), caught_up)
-                .await
-                .expect("every socket caught up");
+            socket.received(20).await;
         }
         // 1,000 deliveries, 20 encodings.
         assert_eq!(made.load(Ordering::Relaxed), 20);
