@@ -78,6 +78,8 @@ use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 #[derive(Debug, Clone)]
 pub(crate) enum Queued {
     Message(Str),
+    /// A message packet framed already (Portico patch): sent as it is.
+    Framed(FramedMessage),
     Binary(Bytes),
     Packets(Box<PacketBuf>),
 }
@@ -102,11 +104,34 @@ impl Queued {
     pub(crate) fn into_packets(self) -> PacketBuf {
         match self {
             Queued::Message(msg) => smallvec![Packet::Message(msg)],
+            Queued::Framed(framed) => smallvec![Packet::Message(framed.0.slice(1..))],
             Queued::Binary(bin) => smallvec![Packet::Binary(bin)],
             Queued::Packets(packets) => *packets,
         }
     }
 }
+/// A message packet framed once (Portico patch): `4` followed by the message, as the
+/// WebSocket transport sends it. A packet sent to many sockets is framed once and shared
+/// (cloning it clones a `Bytes`), instead of being copied into a new string per socket by
+/// the writer. The polling transport takes the message back out without a copy.
+#[derive(Debug, Clone)]
+pub struct FramedMessage(Str);
+
+impl FramedMessage {
+    /// Frame `msg` as an engine.io message packet.
+    pub fn new(msg: &str) -> Self {
+        let mut framed = String::with_capacity(msg.len() + 1);
+        framed.push('4');
+        framed.push_str(msg);
+        Self(framed.into())
+    }
+
+    /// The text a WebSocket frame carries.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.0.into()
+    }
+}
+
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
@@ -162,6 +187,12 @@ impl Permit<'_> {
     #[inline]
     pub fn emit(self, msg: Str) {
         self.inner.send(Queued::Message(msg));
+    }
+    /// Consume the permit and emit a message framed once for many sockets
+    /// (Portico patch).
+    #[inline]
+    pub fn emit_framed(self, framed: FramedMessage) {
+        self.inner.send(Queued::Framed(framed));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use engineioxide::socket::{DisconnectReason as EIoDisconnectReason, Permit};
+use engineioxide::socket::{DisconnectReason as EIoDisconnectReason, FramedMessage, Permit};
 use serde::Serialize;
 use tokio::sync::{
     mpsc::error::TrySendError,
@@ -283,7 +283,12 @@ const ACK_SWEEP_MIN: usize = 64;
 
 /// An event packet encoded once (see [`Socket::encode_event`]); cloning it is cheap.
 #[derive(Debug, Clone)]
-pub struct EncodedPacket(Value);
+pub struct EncodedPacket {
+    value: Value,
+    /// The packet framed for engine.io, when it has no binary attachments: each socket
+    /// sends these bytes as they are.
+    framed: Option<FramedMessage>,
+}
 
 /// A Socket represents a client connected to a namespace.
 /// It is used to send and receive messages from the client, join and leave rooms, etc.
@@ -551,7 +556,12 @@ impl<A: Adapter> Socket<A> {
     ) -> Result<EncodedPacket, crate::parser::ParserError> {
         let data = self.parser.encode_value(data, Some(event.as_ref()))?;
         let packet = Packet::event(self.ns.path.clone(), data);
-        Ok(EncodedPacket(self.parser.encode(packet)))
+        let value = self.parser.encode(packet);
+        let framed = match &value {
+            Value::Str(text, None) => Some(FramedMessage::new(text)),
+            _ => None,
+        };
+        Ok(EncodedPacket { value, framed })
     }
 
     /// Send a packet made by [`Socket::encode_event`] (by this socket or
@@ -560,7 +570,13 @@ impl<A: Adapter> Socket<A> {
         if !self.connected() {
             return Err(SocketError::Closed);
         }
-        self.send_raw(packet.0.clone())
+        match &packet.framed {
+            Some(framed) => {
+                self.reserve()?.emit_framed(framed.clone());
+                Ok(())
+            }
+            None => self.send_raw(packet.value.clone()),
+        }
     }
 
     #[doc = include_str!("../docs/operators/emit_with_ack.md")]

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        self, Message,
+        self, Message, Utf8Bytes,
         handshake::derive_accept_key,
         protocol::{Role, WebSocketConfig},
     },
@@ -358,6 +358,28 @@ where
     Ok(())
 }
 
+/// The WebSocket messages a queued item is sent as, in order (Portico patch: a message
+/// framed already is sent without a copy).
+fn ws_messages<D: Default + Send + Sync + 'static>(
+    socket: &Socket<D>,
+    queued: crate::socket::Queued,
+) -> impl Iterator<Item = Message> + '_ {
+    let (framed, packets) = match queued {
+        crate::socket::Queued::Framed(framed) => {
+            // SAFETY: the framed text is a `Str`, valid UTF-8 by construction.
+            let text = unsafe { Utf8Bytes::from_bytes_unchecked(framed.into_bytes()) };
+            (Some(Message::Text(text)), None)
+        }
+        other => (None, Some(other.into_packets())),
+    };
+    framed.into_iter().chain(
+        packets
+            .into_iter()
+            .flatten()
+            .filter_map(|packet| ws_message(socket, packet)),
+    )
+}
+
 /// The WebSocket message a queued packet is sent as (`None`: nothing to send).
 fn ws_message<D: Default + Send + Sync + 'static>(
     socket: &Socket<D>,
@@ -434,10 +456,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         };
         let mut next = Some(first);
         while let Some(queued) = next {
-            for item in queued.into_packets() {
-                let Some(msg) = ws_message(&socket, item) else {
-                    continue;
-                };
+            for msg in ws_messages(&socket, queued) {
                 if let Err(_e) = tx.feed(msg).await {
                     #[cfg(feature = "tracing")]
                     tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
