@@ -35,6 +35,12 @@ pub struct HubSettings {
     pub socket_lag_bytes: usize,
 }
 
+/// Events of one stream read delivered under one hold of a space's lock:
+/// enough that each socket visit carries many (the cost of a visit is per
+/// socket, not per event), few enough that with a thousand sockets the lock
+/// is held for milliseconds.
+const DELIVER_SLICE: usize = 64;
+
 /// Every plugin's channels on this node.
 pub struct Hub {
     settings: HubSettings,
@@ -327,29 +333,34 @@ impl Space {
     /// socket is looked up once and gets them all before the next socket,
     /// instead of a thousand sockets being visited once per event. A node
     /// that fell behind reads hundreds of entries at once, so its catching
-    /// up costs less per event, not more.
+    /// up costs less per event, not more. The lock is let go every
+    /// [`DELIVER_SLICE`] events, so a join or a subscription on another
+    /// worker waits for a slice, not for the whole read.
     pub fn deliver(&self, batch: impl IntoIterator<Item = Delivery>) {
-        let now = now_ms();
-        let mut guard = self.inner.lock().unwrap();
-        let inner = &mut *guard;
-        let mut run: Vec<Arc<Entry>> = Vec::new();
-        for d in batch {
-            match &mut inner.stream_last {
-                Some(last) if d.id <= *last => continue,
-                Some(last) => *last = d.id,
-                None if d.id <= inner.clock.last() => continue,
-                None => {}
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let now = now_ms();
+            let mut guard = self.inner.lock().unwrap();
+            let inner = &mut *guard;
+            let mut run: Vec<Arc<Entry>> = Vec::new();
+            for d in batch.by_ref().take(DELIVER_SLICE) {
+                match &mut inner.stream_last {
+                    Some(last) if d.id <= *last => continue,
+                    Some(last) => *last = d.id,
+                    None if d.id <= inner.clock.last() => continue,
+                    None => {}
+                }
+                inner.clock.observe(d.id);
+                let except = d.except.map(Arc::from);
+                let entry = self.record(inner, now, d.id, &d.channel, &d.event, d.data, except);
+                if run.last().is_some_and(|last| last.channel != entry.channel) {
+                    self.push_to_sockets(inner, &run);
+                    run.clear();
+                }
+                run.push(entry);
             }
-            inner.clock.observe(d.id);
-            let except = d.except.map(Arc::from);
-            let entry = self.record(inner, now, d.id, &d.channel, &d.event, d.data, except);
-            if run.last().is_some_and(|last| last.channel != entry.channel) {
-                self.push_to_sockets(inner, &run);
-                run.clear();
-            }
-            run.push(entry);
+            self.push_to_sockets(inner, &run);
         }
-        self.push_to_sockets(inner, &run);
     }
 
     /// The cluster's stream dropped entries up to `upto` before this node
@@ -1349,7 +1360,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sockets_catching_up_one_after_another_share_one_encoding_of_each_event() {
+    async fn sockets_catching_up_one_after_another_get_every_event_in_order_from_one_encoding() {
         let s = cluster_lagging_space(1 << 20);
         let made = Arc::new(AtomicU64::new(0));
         let sockets: Vec<Arc<FakeSocket>> = (0..50).map(|_| fake(2)).collect();
@@ -1361,17 +1372,21 @@ mod tests {
             s.attach(&i.to_string(), Arc::new(sink));
             s.join(&i.to_string(), "a");
         }
+        // One read of more entries than one hold of the lock delivers.
         let t = now_ms();
-        s.deliver((0..20).map(|i| delivery(EventId::new(t, i), "a", &i.to_string())));
-        // Two each went out; eighteen each wait, and go out socket by socket.
+        let read = 2 * DELIVER_SLICE + 22;
+        s.deliver((0..read as u64).map(|i| delivery(EventId::new(t, i), "a", &i.to_string())));
+        // Two each went out; the rest wait, and go out socket by socket.
         for socket in &sockets {
-            socket.room.store(100, Ordering::Relaxed);
+            socket.room.store(1000, Ordering::Relaxed);
         }
+        let all: Vec<String> = (0..read).map(|i| i.to_string()).collect();
         for socket in &sockets {
-            socket.received(20).await;
+            socket.received(read).await;
+            assert_eq!(*socket.got.lock().unwrap(), all);
         }
-        // 1,000 deliveries, 20 encodings.
-        assert_eq!(made.load(Ordering::Relaxed), 20);
+        // 50 x 150 deliveries, 150 encodings.
+        assert_eq!(made.load(Ordering::Relaxed), read as u64);
         assert_eq!(s.slow_sockets.load(Ordering::Relaxed), 0);
     }
 
