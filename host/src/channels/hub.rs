@@ -20,9 +20,7 @@ use super::error::{ChannelError, Result};
 use super::history::{Entry, History, HistoryLimits, Since};
 use super::id::{EventId, IdClock};
 use super::log::{ChannelLog, LogError, LogStats};
-use super::sockets::{
-    self, Catchup, Gap, Offer, Progress, Rooms, SinkError, SocketSink, SocketSub,
-};
+use super::sockets::{Catchup, Gap, Offer, Progress, Rooms, SinkError, SocketSink, SocketSub};
 
 /// Limits shared by every plugin's channels.
 #[derive(Debug, Clone, Copy)]
@@ -471,7 +469,7 @@ impl Space {
             let Some(sub) = inner.sockets.get_mut(id) else {
                 continue;
             };
-            let Some(after) = sockets::due_after(sub, channel) else {
+            let Some(after) = sub.due_after(channel) else {
                 continue;
             };
             for entry in run {

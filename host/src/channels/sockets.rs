@@ -48,15 +48,6 @@ pub(super) struct SocketSub {
     pub(super) stalled: bool,
 }
 
-/// The id after which a socket is due `channel`'s events; `None` if it gets
-/// none (it is not in the channel, or it was dropped).
-pub(super) fn due_after(sub: &SocketSub, channel: &str) -> Option<EventId> {
-    if sub.stalled {
-        return None;
-    }
-    sub.channels.get(channel).copied()
-}
-
 /// What became of an event offered to a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Offer {
@@ -71,6 +62,15 @@ pub(super) enum Offer {
 }
 
 impl SocketSub {
+    /// The id after which the socket is due `channel`'s events; `None` if it
+    /// gets none (it is not in the channel, or it was dropped).
+    pub(super) fn due_after(&self, channel: &str) -> Option<EventId> {
+        if self.stalled {
+            return None;
+        }
+        self.channels.get(channel).copied()
+    }
+
     /// Send `entry`, or queue it behind what the socket is still owed, so it
     /// gets its events in order whatever its buffer does.
     pub(super) fn offer(&mut self, entry: &Arc<Entry>, lag_bytes: usize) -> Offer {

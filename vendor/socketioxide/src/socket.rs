@@ -283,11 +283,12 @@ const ACK_SWEEP_MIN: usize = 64;
 
 /// An event packet encoded once (see [`Socket::encode_event`]); cloning it is cheap.
 #[derive(Debug, Clone)]
-pub struct EncodedPacket {
-    value: Value,
-    /// The packet framed for engine.io, when it has no binary attachments: each socket
-    /// sends these bytes as they are.
-    framed: Option<FramedMessage>,
+pub enum EncodedPacket {
+    /// Framed for engine.io (no binary attachments): each socket sends these bytes as
+    /// they are.
+    Framed(FramedMessage),
+    /// With binary attachments: sent as socketioxide sends any packet.
+    Raw(Value),
 }
 
 /// A Socket represents a client connected to a namespace.
@@ -557,11 +558,10 @@ impl<A: Adapter> Socket<A> {
         let data = self.parser.encode_value(data, Some(event.as_ref()))?;
         let packet = Packet::event(self.ns.path.clone(), data);
         let value = self.parser.encode(packet);
-        let framed = match &value {
-            Value::Str(text, None) => Some(FramedMessage::new(text)),
-            _ => None,
-        };
-        Ok(EncodedPacket { value, framed })
+        Ok(match value {
+            Value::Str(text, None) => EncodedPacket::Framed(FramedMessage::new(&text)),
+            raw => EncodedPacket::Raw(raw),
+        })
     }
 
     /// Send a packet made by [`Socket::encode_event`] (by this socket or
@@ -570,12 +570,12 @@ impl<A: Adapter> Socket<A> {
         if !self.connected() {
             return Err(SocketError::Closed);
         }
-        match &packet.framed {
-            Some(framed) => {
+        match packet {
+            EncodedPacket::Framed(framed) => {
                 self.reserve()?.emit_framed(framed.clone());
                 Ok(())
             }
-            None => self.send_raw(packet.value.clone()),
+            EncodedPacket::Raw(value) => self.send_raw(value.clone()),
         }
     }
 
